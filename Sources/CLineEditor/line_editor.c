@@ -1,0 +1,41 @@
+#include "CLineEditor.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <readline/readline.h>
+#include <readline/history.h>
+#include <CShims.h>
+
+static void abandon_line(void) {
+    rl_free_line_state();
+    rl_replace_line("", 0);
+    rl_crlf();
+    rl_on_new_line();
+    rl_redisplay();
+}
+
+static qsh_completion_generator host_generator = NULL;
+
+static char *generator_trampoline(const char *text, int state) {
+    if (!host_generator) return NULL;
+    return host_generator(text, state);
+}
+
+static char **complete(const char *text, int start, int end) {
+    (void)start; (void)end;
+    rl_attempted_completion_over = 1; /* never fall back to file names */
+    return rl_completion_matches(text, generator_trampoline);
+}
+
+void qsh_readline_configure(const char *app_name) {
+    rl_readline_name = app_name;
+    rl_catch_signals = 0;
+    rl_attempted_completion_function = complete;
+    rl_basic_word_break_characters = " \t\n=;,{}";
+}
+
+void qsh_readline_set_prompt_open(int open) {
+    qsh_set_prompt_interrupt_handler(open ? abandon_line : 0);
+}
+void qsh_readline_set_completer(qsh_completion_generator generator) { host_generator = generator; }
+const char *qsh_readline_line_buffer(void) { return rl_line_buffer ? rl_line_buffer : ""; }
+int qsh_readline_point(void) { return rl_point; }

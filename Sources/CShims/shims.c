@@ -1,0 +1,48 @@
+#include "CShims.h"
+#include <signal.h>
+#include <string.h>
+
+static volatile sig_atomic_t interrupt_flag = 0;
+static void (*volatile prompt_handler)(void) = 0;
+
+static void on_sigint(int signo) {
+    (void)signo;
+    void (*handler)(void) = prompt_handler;
+    if (handler) {
+        handler();
+        return;
+    }
+    interrupt_flag = 1;
+}
+
+void qsh_install_interrupt_handler(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_sigint;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &action, NULL);
+}
+
+int qsh_interrupt_requested(void) { return interrupt_flag != 0; }
+void qsh_clear_interrupt(void) { interrupt_flag = 0; }
+void qsh_request_interrupt(void) { interrupt_flag = 1; }
+void qsh_set_prompt_interrupt_handler(void (*handler)(void)) { prompt_handler = handler; }
+
+int qsh_cpu_has_avx2_fma(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+int qsh_cpu_has_avx512f(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}

@@ -1,0 +1,2 @@
+import XCTest
+final class QuantOpsTestsPlaceholder: XCTestCase { func testNothing() {} }
