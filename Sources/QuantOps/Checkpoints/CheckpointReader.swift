@@ -1,0 +1,60 @@
+import Foundation
+
+/// Reads PyTorch checkpoints without Python: legacy pickles (before torch 1.6), the zip format of
+/// today's `torch.save`, and safetensors. Pickles are interpreted, never executed.
+public enum CheckpointReader {
+    /// Detects the format from the bytes, reads it, unwraps a dict holding `state_dict`, and
+    /// strips a leading `module.` (left by `DataParallel`) from keys.
+    public static func read(contentsOf url: URL) throws -> StateDict {
+        try readCheckpoint(contentsOf: url).stateDict
+    }
+
+    /// As `read`, keeping the scalars stored next to the tensors and the detected format.
+    public static func readCheckpoint(contentsOf url: URL) throws -> Checkpoint {
+        let fileName = url.lastPathComponent
+        let bytes = try CheckpointFile.bytes(of: url)
+        var checkpoint: Checkpoint
+        switch detectFormat(bytes) {
+        case .safetensors?:
+            checkpoint = try SafeTensorsReader.read(bytes, fileName: fileName)
+        case .torchZip?:
+            checkpoint = try TorchZipReader.read(url: url, fileName: fileName)
+        case .legacyPickle?:
+            checkpoint = try LegacyTorchReader.read(bytes, fileName: fileName)
+        case nil:
+            let head = bytes.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")
+            throw CheckpointError(
+                .unsupported, file: fileName,
+                problem: "not a checkpoint format this reader knows (first bytes: \(head.isEmpty ? "none, the file is empty" : head))",
+                remedy: "Expected a torch.save file (zip or legacy pickle) or a .safetensors file")
+        }
+        checkpoint.stateDict = try strippingDataParallelPrefix(checkpoint.stateDict, fileName: fileName)
+        return checkpoint
+    }
+
+    public static func detectFormat(_ bytes: [UInt8]) -> Checkpoint.Format? {
+        if bytes.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return .torchZip }
+        // Legacy files open with a protocol-2 pickle of the magic number (LONG1).
+        if bytes.count >= 3, bytes[0] == 0x80, bytes[1] <= 5, bytes[2] == 0x8A { return .legacyPickle }
+        if SafeTensorsReader.looksLikeSafeTensors(bytes) { return .safetensors }
+        return nil
+    }
+
+    static let dataParallelPrefix = "module."
+
+    static func strippingDataParallelPrefix(_ dict: StateDict, fileName: String) throws -> StateDict {
+        guard dict.keys.contains(where: { $0.hasPrefix(dataParallelPrefix) }) else { return dict }
+        var stripped = StateDict()
+        for key in dict.keys {
+            let newKey = key.hasPrefix(dataParallelPrefix) ? String(key.dropFirst(dataParallelPrefix.count)) : key
+            guard stripped[newKey] == nil else {
+                throw CheckpointError(
+                    .corrupt, file: fileName,
+                    problem: "keys `\(key)` and `\(newKey)` collide once the `module.` prefix is removed",
+                    remedy: "Save the checkpoint from the unwrapped model (model.module.state_dict())")
+            }
+            stripped[newKey] = dict[key]
+        }
+        return stripped
+    }
+}
