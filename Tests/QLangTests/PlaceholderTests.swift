@@ -1,2 +1,0 @@
-import XCTest
-final class QLangTestsPlaceholder: XCTestCase { func testNothing() {} }
