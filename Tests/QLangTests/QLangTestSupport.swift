@@ -1,7 +1,7 @@
 import XCTest
 @testable import QLang
 
-func parse(_ text: String, file: String = "r.qsh") throws -> Program {
+func parse(_ text: String, file: String = "r.qsh") throws(Diagnostic) -> Program {
     try Parser.parse(SourceFile(name: file, text: text))
 }
 
