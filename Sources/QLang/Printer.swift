@@ -27,15 +27,18 @@ public enum Printer {
         }
     }
 
+    /// `value` or `key=value`, as written in a command.
+    public static func print(_ argument: Argument) -> String {
+        switch argument {
+        case .positional(let value): return print(value.syntax)
+        case .option(let key, _, let value): return key + "=" + print(value.syntax)
+        }
+    }
+
     private static func append(_ statement: Statement, indent: String, to lines: inout [String]) {
         switch statement {
         case .command(let command):
-            let words = [command.name] + command.arguments.map { argument in
-                switch argument {
-                case .positional(let value): return print(value.syntax)
-                case .option(let key, _, let value): return key + "=" + print(value.syntax)
-                }
-            }
+            let words = [command.name] + command.arguments.map { print($0) }
             lines.append(indent + words.joined(separator: " "))
         case .assignment(let assignment):
             lines.append(indent + "let \(assignment.name) = \(print(assignment.value.syntax))")

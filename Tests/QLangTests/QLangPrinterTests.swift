@@ -43,5 +43,7 @@ final class QLangPrinterTests: XCTestCase {
         XCTAssertEqual(try parse(Printer.print(program)), program)
         XCTAssertEqual(Printer.print(program.statements[0]), "for x in 1, 2 {\n}")
         XCTAssertEqual(Printer.print(Program(statements: [])), "")
+        XCTAssertEqual(Printer.print(option("layers", .list([.integer(1), .integer(3)]))), "layers=1, 3")
+        XCTAssertEqual(Printer.print(positional(.variable("x"))), "$x")
     }
 }
