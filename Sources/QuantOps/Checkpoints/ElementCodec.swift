@@ -28,11 +28,17 @@ enum ElementCodec {
     ) -> [Float] {
         let width = byteWidth(type)
         return bytes.withUnsafeBytes { raw in
+            #if _endian(little)
             if type == .float32 {
-                return (0..<count).map { index in
-                    Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: base + index * 4, as: UInt32.self)))
+                // The common case, a straight copy: checkpoints are little-endian like the host.
+                return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+                    if count > 0, let destination = buffer.baseAddress, let source = raw.baseAddress {
+                        UnsafeMutableRawPointer(destination).copyMemory(from: source + base, byteCount: count * 4)
+                    }
+                    initialized = count
                 }
             }
+            #endif
             return (0..<count).map { index in decodeOne(type, raw: raw, byteOffset: base + index * width) }
         }
     }

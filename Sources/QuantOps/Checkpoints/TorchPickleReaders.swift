@@ -269,14 +269,18 @@ enum TorchZipReader {
         } catch {
             throw corrupt("not a readable zip archive (\(error))")
         }
-        let pickleEntries = archive.filter { $0.path.hasSuffix("data.pkl") && $0.type == .file }
-            .sorted { $0.path.count < $1.path.count }
-        guard let pickleEntry = pickleEntries.first else {
+        // One pass over the central directory; `archive[path]` would rescan it for every storage.
+        var entries: [String: Entry] = [:]
+        for entry in archive where entry.type == .file { entries[entry.path] = entry }
+        let pickleEntry = entries.keys.filter { $0.hasSuffix("data.pkl") }
+            .min { ($0.count, $0) < ($1.count, $1) }
+            .flatMap { entries[$0] }
+        guard let pickleEntry else {
             throw CheckpointError(.unsupported, file: fileName, problem: "zip archive has no data.pkl, so it is not a torch.save file",
                                   remedy: "Expected a file written by torch.save")
         }
         let prefix = String(pickleEntry.path.dropLast("data.pkl".count))
-        if let order = archive[prefix + "byteorder"],
+        if let order = entries[prefix + "byteorder"],
            let text = try? String(decoding: extract(order, from: archive, limit: 16, fileName: fileName), as: UTF8.self),
            text.trimmingCharacters(in: .whitespacesAndNewlines) == "big" {
             throw CheckpointError(.unsupported, file: fileName, problem: "the checkpoint stores big-endian data",
@@ -291,7 +295,7 @@ enum TorchZipReader {
         var storages: [String: StorageBytes] = [:]
         for (key, reference) in TorchStateDictAssembler.neededStorages(references) {
             let path = prefix + "data/" + key
-            guard let entry = archive[path] else {
+            guard let entry = entries[path] else {
                 throw corrupt("storage \(key) is missing from the archive (expected \(path))")
             }
             let width = ElementCodec.byteWidth(reference.elementType)
