@@ -1,0 +1,123 @@
+/// Whole-model rewrites: weight quantization of selected layers and batch-norm folding.
+public enum ModelTransforms {
+    /// What `quantize` did to one layer.
+    public struct QuantizedLayer: Sendable, Equatable {
+        public var layer: Int
+        public var name: String
+        public var precision: WeightPrecision
+        /// ||W_q - W|| / ||W||.
+        public var relativeError: Double
+    }
+
+    /// Fake-quantizes the weights of the given layers (numbers from 1) in place and records
+    /// their precision. A layer that is already quantized is quantized again from its current values.
+    @discardableResult
+    public static func quantize(_ model: inout Model, layers: [Int], with quantizer: WeightQuantizer) throws
+        -> [QuantizedLayer]
+    {
+        let targets = try layers.map { try model.weightLayerNode($0) }
+        var results: [QuantizedLayer] = []
+        for (layer, nodeIndex) in zip(layers, targets) {
+            let name = model.nodes[nodeIndex].name
+            do {
+                switch model.nodes[nodeIndex].operation {
+                case .conv(var conv):
+                    let (values, precision) = try quantizer.quantize(conv.weight)
+                    results.append(QuantizedLayer(layer: layer, name: name, precision: precision,
+                                                  relativeError: WeightStatistics.relativeError(values, conv.weight)))
+                    conv.weight = values
+                    conv.precision = precision
+                    model.nodes[nodeIndex].operation = .conv(conv)
+                case .linear(var linear):
+                    let (values, precision) = try quantizer.quantize(linear.weight)
+                    results.append(QuantizedLayer(layer: layer, name: name, precision: precision,
+                                                  relativeError: WeightStatistics.relativeError(values, linear.weight)))
+                    linear.weight = values
+                    linear.precision = precision
+                    model.nodes[nodeIndex].operation = .linear(linear)
+                default:
+                    break
+                }
+            } catch let error as QuantizationError {
+                throw error.located(at: "layer \(layer) (\(name))")
+            }
+        }
+        return results
+    }
+
+    /// Folds every batch norm that directly follows a conv or linear node (which feeds nothing
+    /// else) into that layer, methods.md §1:
+    /// `s = gamma/sqrt(var+eps)`, `W_fold[j] = s_j W[j]`, `b_fold_j = beta_j + s_j (b_j - mu_j)`.
+    /// The batch-norm nodes are removed and their consumers read the layer. Returns how many were folded;
+    /// batch norms after other nodes stay.
+    @discardableResult
+    public static func foldBatchNorm(_ model: inout Model) throws -> Int {
+        var folded = Set<Int>()
+        for (index, node) in model.nodes.enumerated() {
+            guard case .batchNorm(let norm) = node.operation, node.inputs.count == 1 else { continue }
+            let producer = node.inputs[0]
+            guard model.soleConsumer(of: producer) == index else { continue }
+            let producerName = model.nodes[producer].name
+            switch model.nodes[producer].operation {
+            case .conv(var conv):
+                try checkFoldable(conv.precision, conv.outChannels, norm, layer: producerName, norm: node.name)
+                (conv.weight, conv.bias) = fold(weight: conv.weight, bias: conv.bias, norm)
+                model.nodes[producer].operation = .conv(conv)
+            case .linear(var linear):
+                try checkFoldable(linear.precision, linear.weight.shape[0], norm, layer: producerName, norm: node.name)
+                (linear.weight, linear.bias) = fold(weight: linear.weight, bias: linear.bias, norm)
+                model.nodes[producer].operation = .linear(linear)
+            default:
+                continue
+            }
+            folded.insert(index)
+        }
+        model.bypassAndRemove(folded)
+        return folded.count
+    }
+
+    private static func checkFoldable(_ precision: WeightPrecision, _ channels: Int, _ norm: BatchNorm,
+                                      layer: String, norm normName: String) throws {
+        guard precision == .float32 else {
+            throw QuantizationError(
+                place: layer, problem: "cannot fold \(normName) into a \(precision.label) layer: folding would move its weights off the quantization grid",
+                remedy: "fold bn before quantizing")
+        }
+        guard norm.channels == channels, norm.beta.count == channels, norm.runningMean.count == channels,
+              norm.runningVar.count == channels
+        else {
+            throw QuantizationError(place: normName,
+                                    problem: "has \(norm.channels) channels but \(layer) produces \(channels)",
+                                    remedy: "the checkpoint does not match the architecture; reload it")
+        }
+    }
+
+    /// The per-channel BN scale `gamma / sqrt(var + eps)` and shift `beta - scale * mu`, in Double.
+    static func batchNormAffine(_ norm: BatchNorm) -> (scale: [Double], shift: [Double]) {
+        var scale = [Double](repeating: 0, count: norm.channels)
+        var shift = [Double](repeating: 0, count: norm.channels)
+        for j in 0..<norm.channels {
+            let sigma = (Double(norm.runningVar.data[j]) + Double(norm.epsilon)).squareRoot()
+            scale[j] = Double(norm.gamma.data[j]) / sigma
+            shift[j] = Double(norm.beta.data[j]) - scale[j] * Double(norm.runningMean.data[j])
+        }
+        return (scale, shift)
+    }
+
+    private static func fold(weight: Tensor, bias: Tensor?, _ norm: BatchNorm) -> (Tensor, Tensor) {
+        let channels = weight.shape[0]
+        let perChannel = weight.count / channels
+        var folded = weight
+        var foldedBias = [Float](repeating: 0, count: channels)
+        for j in 0..<channels {
+            let sigma = (Double(norm.runningVar.data[j]) + Double(norm.epsilon)).squareRoot()
+            let s = Double(norm.gamma.data[j]) / sigma
+            for k in j * perChannel ..< (j + 1) * perChannel {
+                folded.data[k] = Float(s * Double(weight.data[k]))
+            }
+            let b = Double(bias?.data[j] ?? 0)
+            foldedBias[j] = Float(Double(norm.beta.data[j]) + s * (b - Double(norm.runningMean.data[j])))
+        }
+        return (folded, Tensor(shape: [channels], data: foldedBias))
+    }
+}
