@@ -46,6 +46,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: releaseSpeed),
+        // Engine throughput and accuracy through the public API; Benchmarks/eval-throughput.sh runs it.
+        .executableTarget(name: "EngineBenchmark", dependencies: ["QuantOps"], path: "Benchmarks/EngineBenchmark",
+                          swiftSettings: releaseSpeed),
 
         .testTarget(name: "QLangTests", dependencies: ["QLang"]),
         .testTarget(name: "QuantOpsTests", dependencies: ["QuantOps"]),

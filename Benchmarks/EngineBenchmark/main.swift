@@ -1,0 +1,73 @@
+import Foundation
+import QuantOps
+
+/// Evaluates zoo models on the CIFAR-10 test set through the engine's public API and prints
+/// accuracy and throughput, one line per model.
+///
+/// usage: EngineBenchmark [--models DIR] [--data DIR] [--threads N] [--batch N] [--limit N] [--stride K] model...
+struct Options {
+    var models = ProcessInfo.processInfo.environment["QSH_MODELS"] ?? "../shared/models"
+    var data = ProcessInfo.processInfo.environment["QSH_DATA"] ?? "../shared/data/cifar-10-batches-bin"
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+    var batch = 200
+    var limit: Int?
+    var stride = 1
+    var repeats = 1
+    var names: [String] = []
+}
+
+struct UsageError: Error, CustomStringConvertible {
+    var description: String
+}
+
+func parse(_ arguments: [String]) throws -> Options {
+    var options = Options()
+    var iterator = arguments.makeIterator()
+    func value(_ flag: String) throws -> String {
+        guard let next = iterator.next() else { throw UsageError(description: "\(flag) needs a value") }
+        return next
+    }
+    func number(_ flag: String) throws -> Int {
+        let text = try value(flag)
+        guard let parsed = Int(text), parsed > 0 else { throw UsageError(description: "\(flag) needs a positive integer, got '\(text)'") }
+        return parsed
+    }
+    while let argument = iterator.next() {
+        switch argument {
+        case "--models": options.models = try value(argument)
+        case "--data": options.data = try value(argument)
+        case "--threads": options.threads = try number(argument)
+        case "--batch": options.batch = try number(argument)
+        case "--limit": options.limit = try number(argument)
+        case "--stride": options.stride = try number(argument)
+        case "--repeats": options.repeats = try number(argument)
+        default: options.names.append(argument)
+        }
+    }
+    if options.names.isEmpty { options.names = ["resnet20", "resnet56"] }
+    return options
+}
+
+do {
+    let options = try parse(Array(CommandLine.arguments.dropFirst()))
+    EngineSettings.threads = options.threads
+    let dataset = try CIFAR10.load(named: "cifar10", from: URL(fileURLWithPath: options.data))
+    for name in options.names {
+        let entry = try ModelZoo.entry(named: name)
+        let file = URL(fileURLWithPath: options.models).appendingPathComponent(entry.fileName)
+        let model = try ModelZoo.build(entry, from: try CheckpointReader.read(contentsOf: file))
+        var best: EvaluationResult?
+        for _ in 0..<options.repeats {
+            let result = try Evaluation.run(model: model, dataset: dataset, limit: options.limit, stride: options.stride,
+                                            batchSize: options.batch)
+            if best == nil || result.imagesPerSecond > best!.imagesPerSecond { best = result }
+        }
+        guard let result = best else { continue }
+        print(String(format: "%@ images=%d top1=%.2f top5=%.2f seconds=%.3f images_per_s=%.1f threads=%d batch=%d",
+                     name, result.count, result.top1, result.top5, result.seconds, result.imagesPerSecond,
+                     options.threads, options.batch))
+    }
+} catch {
+    FileHandle.standardError.write(Data("EngineBenchmark: \(error)\n".utf8))
+    exit(1)
+}

@@ -1,0 +1,143 @@
+import Foundation
+
+/// CIFAR-10 images in the official binary layout: records of 1 label byte and 3072 pixel
+/// bytes (R, G, B planes of 32x32, row-major). Pixels stay bytes until a batch is requested.
+public struct CIFAR10: Sendable {
+    public static let recordSize = 3073
+    public static let imageSize = 3072
+    public static let classes = 10
+    public static let classNames = ["airplane", "automobile", "bird", "cat", "deer",
+                                    "dog", "frog", "horse", "ship", "truck"]
+
+    public var name: String
+    public private(set) var labels: [UInt8]
+    /// Image k occupies bytes `k*3072 ..< (k+1)*3072`.
+    public private(set) var pixels: [UInt8]
+
+    public var count: Int { labels.count }
+
+    /// Dataset names and the files they read inside a `cifar-10-batches-bin` folder.
+    public static let knownNames = ["cifar10", "cifar10-train"]
+
+    /// `cifar10` is `test_batch.bin`; `cifar10-train` is every `data_batch_N.bin` present.
+    public static func load(named name: String, from directory: URL) throws -> CIFAR10 {
+        let files: [URL]
+        switch name.lowercased() {
+        case "cifar10", "cifar10-test":
+            files = [directory.appendingPathComponent("test_batch.bin")]
+        case "cifar10-train":
+            files = (1...5).map { directory.appendingPathComponent("data_batch_\($0).bin") }
+                .filter { FileManager.default.fileExists(atPath: $0.path) }
+            guard !files.isEmpty else {
+                throw CIFAR10Error.missingFile(path: directory.appendingPathComponent("data_batch_1.bin").path,
+                                               remedy: "put the CIFAR-10 binary training batches there or set QSH_DATA")
+            }
+        default:
+            throw CIFAR10Error.unknownDataset(name: name, known: knownNames)
+        }
+        return try CIFAR10(name: name.lowercased(), files: files)
+    }
+
+    public init(name: String, files: [URL]) throws {
+        self.name = name
+        labels = []
+        pixels = []
+        for file in files {
+            guard FileManager.default.fileExists(atPath: file.path) else {
+                throw CIFAR10Error.missingFile(path: file.path, remedy: "download cifar-10-binary.tar.gz and unpack it there, or set QSH_DATA to its folder")
+            }
+            let bytes: Data
+            do { bytes = try Data(contentsOf: file) } catch {
+                throw CIFAR10Error.unreadable(path: file.path, reason: error.localizedDescription)
+            }
+            try append(records: bytes, from: file.path)
+        }
+    }
+
+    /// Images and labels already in memory, for tests and converted data.
+    public init(name: String, labels: [UInt8], pixels: [UInt8]) throws {
+        guard pixels.count == labels.count * Self.imageSize else {
+            throw CIFAR10Error.malformed(path: name, problem: "\(pixels.count) pixel bytes for \(labels.count) labels; each image has \(Self.imageSize)")
+        }
+        if let bad = labels.firstIndex(where: { Int($0) >= Self.classes }) {
+            throw CIFAR10Error.malformed(path: name, problem: "label \(labels[bad]) of image \(bad) is not a class 0-9")
+        }
+        self.name = name
+        self.labels = labels
+        self.pixels = pixels
+    }
+
+    private mutating func append(records bytes: Data, from path: String) throws {
+        guard !bytes.isEmpty, bytes.count % Self.recordSize == 0 else {
+            throw CIFAR10Error.malformed(path: path, problem: "size \(bytes.count) bytes is not a positive multiple of the \(Self.recordSize)-byte record; the file is truncated or not a CIFAR-10 binary batch")
+        }
+        let records = bytes.count / Self.recordSize
+        var newLabels = [UInt8](repeating: 0, count: records)
+        var newPixels = [UInt8](repeating: 0, count: records * Self.imageSize)
+        try bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            let source = raw.bindMemory(to: UInt8.self)
+            try newPixels.withUnsafeMutableBufferPointer { target in
+                for record in 0..<records {
+                    let start = record * Self.recordSize
+                    let label = source[start]
+                    guard Int(label) < Self.classes else {
+                        throw CIFAR10Error.malformed(path: path, problem: "record \(record) has label \(label); labels are 0-9, so this is not a CIFAR-10 file (CIFAR-100 records have 2 label bytes)")
+                    }
+                    newLabels[record] = label
+                    UnsafeMutableRawPointer(target.baseAddress! + record * Self.imageSize)
+                        .copyMemory(from: source.baseAddress! + start + 1, byteCount: Self.imageSize)
+                }
+            }
+        }
+        labels += newLabels
+        pixels += newPixels
+    }
+
+    /// The images at `indices` as a normalized float batch (N, 3, 32, 32): x/255, then
+    /// (x - mean) / std per channel.
+    public func batch(_ indices: some Collection<Int>, normalization: Normalization) -> Tensor {
+        var mean = normalization.mean, std = normalization.std
+        if mean.count != 3 { mean = [Float](repeating: mean.first ?? 0, count: 3) }
+        if std.count != 3 { std = [Float](repeating: std.first ?? 1, count: 3) }
+        // A table per channel, computed the way torchvision's ToTensor and Normalize round.
+        let tables = (0..<3).map { channel in
+            (0..<256).map { (Float($0) / 255 - mean[channel]) / std[channel] }
+        }
+        let plane = Self.imageSize / 3
+        let indices = Array(indices)
+        var data = [Float](repeating: 0, count: indices.count * Self.imageSize)
+        pixels.withUnsafeBufferPointer { source in
+            data.withUnsafeMutableBufferPointer { target in
+                for (position, image) in indices.enumerated() {
+                    for channel in 0..<3 {
+                        let from = image * Self.imageSize + channel * plane
+                        let to = position * Self.imageSize + channel * plane
+                        let table = tables[channel]
+                        for i in 0..<plane { target[to + i] = table[Int(source[from + i])] }
+                    }
+                }
+            }
+        }
+        return Tensor(shape: [indices.count, 3, 32, 32], data: data)
+    }
+}
+
+public enum CIFAR10Error: Error, CustomStringConvertible, Equatable {
+    case unknownDataset(name: String, known: [String])
+    case missingFile(path: String, remedy: String)
+    case unreadable(path: String, reason: String)
+    case malformed(path: String, problem: String)
+
+    public var description: String {
+        switch self {
+        case .unknownDataset(let name, let known):
+            return "unknown dataset '\(name)'; known datasets: \(known.joined(separator: ", "))"
+        case .missingFile(let path, let remedy):
+            return "\(path): no such file; \(remedy)"
+        case .unreadable(let path, let reason):
+            return "\(path): cannot be read (\(reason))"
+        case .malformed(let path, let problem):
+            return "\(path): \(problem)"
+        }
+    }
+}

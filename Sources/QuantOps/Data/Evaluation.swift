@@ -1,0 +1,71 @@
+import Foundation
+
+public struct EvaluationResult: Sendable, Equatable {
+    /// Percent of images whose label is the top prediction.
+    public var top1: Double
+    /// Percent of images whose label is among the five highest logits.
+    public var top5: Double
+    public var count: Int
+    public var seconds: Double
+    public var imagesPerSecond: Double
+    /// The predicted class of each evaluated image, in evaluation order.
+    public var predictions: [Int]
+    /// Whether `shouldStop` ended the run early; the numbers cover the images done.
+    public var stoppedEarly: Bool
+}
+
+public enum Evaluation {
+    /// The record indices an evaluation visits: every `stride`-th record, then at most `limit`.
+    public static func indices(count: Int, limit: Int?, stride: Int) -> [Int] {
+        let strided = Array(Swift.stride(from: 0, to: count, by: max(1, stride)))
+        guard let limit else { return strided }
+        return Array(strided.prefix(max(0, limit)))
+    }
+
+    /// Classifies the selected images in batches. `progress(done, total)` is called after
+    /// each batch and `shouldStop` is polled before each, so Ctrl-C ends a run cleanly.
+    public static func run(model: Model, dataset: CIFAR10, limit: Int? = nil, stride: Int = 1, batchSize: Int = 200,
+                           progress: ((Int, Int) -> Void)? = nil,
+                           shouldStop: (() -> Bool)? = nil) throws -> EvaluationResult {
+        let selected = indices(count: dataset.count, limit: limit, stride: stride)
+        let batchSize = max(1, batchSize)
+        let start = Date()
+        var top1Hits = 0, top5Hits = 0
+        var predictions: [Int] = []
+        predictions.reserveCapacity(selected.count)
+        var stoppedEarly = false
+        var done = 0
+        while done < selected.count {
+            if shouldStop?() == true {
+                stoppedEarly = true
+                break
+            }
+            let chunk = selected[done..<min(done + batchSize, selected.count)]
+            let logits = try ForwardPass.logits(model, input: dataset.batch(chunk, normalization: model.normalization))
+            let classes = logits.shape[1]
+            for (row, image) in chunk.enumerated() {
+                let scores = logits.data[(row * classes)..<((row + 1) * classes)]
+                let label = Int(dataset.labels[image])
+                let ranking = topIndices(scores, count: min(5, classes))
+                predictions.append(ranking[0])
+                if ranking[0] == label { top1Hits += 1 }
+                if ranking.contains(label) { top5Hits += 1 }
+            }
+            done += chunk.count
+            progress?(done, selected.count)
+        }
+        let seconds = Date().timeIntervalSince(start)
+        let total = max(1, predictions.count)
+        return EvaluationResult(top1: 100 * Double(top1Hits) / Double(total), top5: 100 * Double(top5Hits) / Double(total),
+                                count: predictions.count, seconds: seconds,
+                                imagesPerSecond: seconds > 0 ? Double(predictions.count) / seconds : 0,
+                                predictions: predictions, stoppedEarly: stoppedEarly)
+    }
+
+    /// Positions of the largest values, highest first; ties go to the lower index, as argmax does.
+    static func topIndices(_ scores: ArraySlice<Float>, count: Int) -> [Int] {
+        let base = scores.startIndex
+        let order = scores.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+        return order.prefix(count).map { $0 - base }
+    }
+}

@@ -1,0 +1,64 @@
+import CBLAS
+import Foundation
+
+/// Process-wide settings of the inference engine.
+public enum EngineSettings {
+    /// Worker threads for the engine's parallel loops; at least 1. Defaults to every core.
+    ///
+    /// The engine parallelises over images and output columns itself and runs each BLAS call
+    /// single-threaded inside those loops, so OpenBLAS is pinned to one thread whenever this
+    /// is set; two levels of threading would oversubscribe the cores.
+    public static var threads: Int {
+        get { storage.withLock { $0 } }
+        set {
+            let clamped = max(1, newValue)
+            storage.withLock { $0 = clamped }
+            openblas_set_num_threads(1)
+        }
+    }
+
+    private static let storage: LockedValue<Int> = {
+        openblas_set_num_threads(1)
+        return LockedValue(ProcessInfo.processInfo.activeProcessorCount)
+    }()
+}
+
+/// A value behind a lock, for the few process-wide settings that any thread may read.
+final class LockedValue<Value: Sendable>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+
+    init(_ value: Value) { self.value = value }
+
+    func withLock<Result>(_ body: (inout Value) -> Result) -> Result {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
+    }
+}
+
+/// Runs `body(worker, index)` for each index in `0..<count` on at most `EngineSettings.threads`
+/// workers. Worker `w` takes indices `w, w + workers, ...`, so per-worker scratch space can be
+/// allocated once per call rather than once per index.
+func parallelFor(_ count: Int, _ body: (_ worker: Int, _ index: Int) -> Void) {
+    let workers = min(EngineSettings.threads, count)
+    if workers <= 1 {
+        for index in 0..<count { body(0, index) }
+        return
+    }
+    // Workers write disjoint parts of their output buffers, which the compiler cannot see.
+    withoutActuallyEscaping(body) { body in
+        let shared = UncheckedSendable(body)
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for index in stride(from: worker, to: count, by: workers) { shared.value(worker, index) }
+        }
+    }
+}
+
+private struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// The number of workers `parallelFor(count, ...)` uses.
+func workerCount(for count: Int) -> Int { max(1, min(EngineSettings.threads, count)) }
