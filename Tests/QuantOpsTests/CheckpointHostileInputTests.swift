@@ -28,11 +28,21 @@ private struct PickleWriter {
     mutating func stop() { opcode(".") }
 }
 
-/// A legacy (pre-1.6) torch file holding one tensor `w`: a view with the given offset, shape and
-/// strides onto a single storage of the given type.
+/// One tensor of a hand-built legacy file: a view onto storage `storageKey`.
+private struct LegacyTensor {
+    var name: String
+    var storageKey = "0"
+    var storageType = "FloatStorage"
+    var storageCount: Int
+    var offset: Int32 = 0
+    var shape: [Int32]
+    var strides: [Int32]
+}
+
+/// A legacy (pre-1.6) torch file. With `optimizer` tensors the top level is
+/// {'state_dict': ..., 'optimizer': ..., 'epoch': 7}, else the bare state dict.
 private func legacyFile(
-    storageType: String, storage: [UInt8], elementCount: Int,
-    offset: Int32, shape: [Int32], strides: [Int32]
+    _ tensors: [LegacyTensor], optimizer: [LegacyTensor] = [], storages: [(key: String, count: Int, bytes: [UInt8])]
 ) -> [UInt8] {
     var magic = PickleWriter()
     magic.raw([0x8A, 0x0A] + LegacyTorchReader.magicNumber)
@@ -48,39 +58,71 @@ private func legacyFile(
     info.stop()
 
     var main = PickleWriter()
-    main.opcode("}")
-    main.string("w")
-    main.global("torch._utils", "_rebuild_tensor_v2")
-    main.opcode("(")
-    main.opcode("(")
-    main.string("storage")
-    main.global("torch", storageType)
-    main.string("0")
-    main.string("cpu")
-    main.int(Int32(elementCount))
-    main.opcode("N")
-    main.opcode("t")
-    main.opcode("Q")
-    main.int(offset)
-    main.tuple(shape)
-    main.tuple(strides)
-    main.raw([0x89])
-    main.global("collections", "OrderedDict")
-    main.opcode(")")
-    main.opcode("R")
-    main.opcode("t")
-    main.opcode("R")
-    main.opcode("s")
+    func dictionary(_ tensors: [LegacyTensor]) {
+        main.opcode("}")
+        for tensor in tensors {
+            main.string(tensor.name)
+            main.global("torch._utils", "_rebuild_tensor_v2")
+            main.opcode("(")
+            main.opcode("(")
+            main.string("storage")
+            main.global("torch", tensor.storageType)
+            main.string(tensor.storageKey)
+            main.string("cpu")
+            main.int(Int32(tensor.storageCount))
+            main.opcode("N")
+            main.opcode("t")
+            main.opcode("Q")
+            main.int(tensor.offset)
+            main.tuple(tensor.shape)
+            main.tuple(tensor.strides)
+            main.raw([0x89])
+            main.global("collections", "OrderedDict")
+            main.opcode(")")
+            main.opcode("R")
+            main.opcode("t")
+            main.opcode("R")
+            main.opcode("s")
+        }
+    }
+    if optimizer.isEmpty {
+        dictionary(tensors)
+    } else {
+        main.opcode("}")
+        main.string("epoch")
+        main.int(7)
+        main.opcode("s")
+        main.string("optimizer")
+        dictionary(optimizer)
+        main.opcode("s")
+        main.string("state_dict")
+        dictionary(tensors)
+        main.opcode("s")
+    }
     main.stop()
 
     var keys = PickleWriter()
     keys.opcode("]")
-    keys.string("0")
-    keys.opcode("a")
+    for storage in storages {
+        keys.string(storage.key)
+        keys.opcode("a")
+    }
     keys.stop()
 
-    let count = withUnsafeBytes(of: Int64(elementCount).littleEndian) { Array($0) }
-    return magic.bytes + version.bytes + info.bytes + main.bytes + keys.bytes + count + storage
+    var data: [UInt8] = []
+    for storage in storages {
+        data += withUnsafeBytes(of: Int64(storage.count).littleEndian) { Array($0) } + storage.bytes
+    }
+    return magic.bytes + version.bytes + info.bytes + main.bytes + keys.bytes + data
+}
+
+/// A file with the single tensor `w` viewing one storage "0".
+private func legacyFile(
+    storageType: String, storage: [UInt8], elementCount: Int,
+    offset: Int32, shape: [Int32], strides: [Int32]
+) -> [UInt8] {
+    legacyFile([LegacyTensor(name: "w", storageType: storageType, storageCount: elementCount, offset: offset, shape: shape, strides: strides)],
+               storages: [("0", elementCount, storage)])
 }
 
 @discardableResult
@@ -126,6 +168,23 @@ final class CheckpointHostileInputTests: XCTestCase {
         let scalar = try XCTUnwrap(LegacyTorchReader.read(longs, fileName: "i64.pt").stateDict["w"])
         XCTAssertEqual(scalar.elementType, .int64)
         XCTAssertEqual(scalar.tensor, Tensor(shape: [], data: [Float(1 << 40)]))
+    }
+
+    func testStateDictIsFoundBesideOptimizerStateAndOtherStoragesAreSkipped() throws {
+        let file = legacyFile(
+            [LegacyTensor(name: "module.w", storageKey: "a", storageCount: 2, shape: [2], strides: [1]),
+             LegacyTensor(name: "module.b", storageKey: "a", storageCount: 2, offset: 1, shape: [], strides: [])],
+            optimizer: [LegacyTensor(name: "momentum", storageKey: "m", storageType: "HalfStorage", storageCount: 3, shape: [3], strides: [1])],
+            storages: [("m", 3, [UInt8](repeating: 0x3C, count: 6)), ("a", 2, littleEndianBytes([Float(1.5).bitPattern, Float(-2).bitPattern]))])
+        let directory = try CheckpointTestFiles.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("with-optimizer.pth.tar")
+        try Data(file).write(to: url)
+        let checkpoint = try CheckpointReader.readCheckpoint(contentsOf: url)
+        XCTAssertEqual(checkpoint.stateDict.keys, ["w", "b"])
+        XCTAssertEqual(checkpoint.stateDict["w"]?.tensor.data, [1.5, -2])
+        XCTAssertEqual(checkpoint.stateDict["b"]?.tensor, Tensor(shape: [], data: [-2]), "two tensors share one storage")
+        XCTAssertEqual(checkpoint.metadata, ["epoch": "7"])
     }
 
     func testViewReachingPastItsStorageIsRejected() throws {
@@ -221,7 +280,7 @@ final class CheckpointHostileInputTests: XCTestCase {
         // Zip reads verify CRCs, which is slow in debug builds, so the zip gets fewer variants.
         // QSH_CHECKPOINT_FUZZ_SCALE multiplies the counts for a longer run in a release build.
         let scale = max(1, Int(ProcessInfo.processInfo.environment["QSH_CHECKPOINT_FUZZ_SCALE"] ?? "") ?? 1)
-        let plans = [("resnet20-12fca82f.th", 50 * scale, 110 * scale), ("resnet20-zipformat.pt", 15 * scale, 25 * scale),
+        let plans = [("resnet20-12fca82f.th", 50 * scale, 110 * scale), ("resnet20-zipformat.pt", 10 * scale, 20 * scale),
                      ("resnet20.safetensors", 30 * scale, 70 * scale)]
         for (name, truncations, mutations) in plans {
             let original = [UInt8](try Data(contentsOf: try CheckpointTestFiles.model(name)))
@@ -234,22 +293,23 @@ final class CheckpointHostileInputTests: XCTestCase {
                 default: random.below(original.count)
                 }
             }
-            var variants: [[UInt8]] = []
-            for _ in 0..<truncations { variants.append(Array(original.prefix(offset()))) }
-            for _ in 0..<mutations {
-                var mutated = original
-                for _ in 0..<(1 + random.below(3)) {
-                    let at = offset()
-                    switch random.below(3) {
-                    case 0: mutated[at] = UInt8(truncatingIfNeeded: random.next())
-                    case 1: mutated[at] ^= 1 << UInt8(random.below(8))
-                    default: mutated[at] = [0x00, 0xFF, 0x7F, 0x80][random.below(4)]
+            let url = directory.appendingPathComponent(name)
+            // One variant at a time: the long release run makes thousands of megabyte copies.
+            for index in 0..<(truncations + mutations) {
+                var variant: [UInt8]
+                if index < truncations {
+                    variant = Array(original.prefix(offset()))
+                } else {
+                    variant = original
+                    for _ in 0..<(1 + random.below(3)) {
+                        let at = offset()
+                        switch random.below(3) {
+                        case 0: variant[at] = UInt8(truncatingIfNeeded: random.next())
+                        case 1: variant[at] ^= 1 << UInt8(random.below(8))
+                        default: variant[at] = [0x00, 0xFF, 0x7F, 0x80][random.below(4)]
+                        }
                     }
                 }
-                variants.append(mutated)
-            }
-            let url = directory.appendingPathComponent(name)
-            for variant in variants {
                 try Data(variant).write(to: url)
                 do {
                     _ = try CheckpointReader.read(contentsOf: url)

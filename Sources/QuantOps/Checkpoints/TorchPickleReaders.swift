@@ -176,16 +176,27 @@ enum TorchStateDictAssembler {
 
     /// The storages that the tensors need, each once, by key.
     static func neededStorages(_ references: [(String, TensorReference)]) -> [String: StorageReference] {
-        var needed: [String: StorageReference] = [:]
-        for (_, reference) in references {
-            var root = reference.storage
-            // Size the whole storage: a view's count is only its window.
+        rootStorages(references.map(\.1.storage))
+    }
+
+    /// Every storage the pickle mentions anywhere (optimizer state included), by key.
+    static func allStorages(in unpickler: Unpickler) -> [String: StorageReference] {
+        rootStorages(unpickler.objects.compactMap { object in
+            if case .storage(let reference) = object { return reference } else { return nil }
+        })
+    }
+
+    /// Whole storages from possibly windowed references: a view's count is only its window.
+    private static func rootStorages(_ references: [StorageReference]) -> [String: StorageReference] {
+        var roots: [String: StorageReference] = [:]
+        for reference in references {
+            var root = reference
             root.elementCount += root.viewOffset
             root.viewOffset = 0
-            if let known = needed[root.key], known.elementCount >= root.elementCount { continue }
-            needed[root.key] = root
+            if let known = roots[root.key], known.elementCount >= root.elementCount { continue }
+            roots[root.key] = root
         }
-        return needed
+        return roots
     }
 }
 
@@ -222,19 +233,20 @@ enum LegacyTorchReader {
         let (dictionary, metadata) = try TorchStateDictAssembler.locateStateDict(root, in: main, fileName: fileName)
         let references = try TorchStateDictAssembler.tensorReferences(dictionary, in: main, fileName: fileName)
         let needed = TorchStateDictAssembler.neededStorages(references)
+        let mentioned = TorchStateDictAssembler.allStorages(in: main)
 
         var keyList = Unpickler(bytes: bytes, fileName: fileName, start: main.position)
         let keysValue = try keyList.load()
         guard case .list(let keyValues)? = keyList.object(keysValue) else {
             throw corrupt("the storage key list is not a list")
         }
-        // Storages follow in the order of the key list; only those referenced are described.
+        // Storages follow in the order of the key list, each as an element count and raw data.
         var reader = ByteReader(bytes: bytes, fileName: fileName, start: keyList.position)
         var storages: [String: StorageBytes] = [:]
         for keyValue in keyValues {
             guard case .string(let key) = keyValue else { throw corrupt("a storage key is not text") }
-            guard let reference = needed[key] else {
-                throw corrupt("storage \(key) is saved but no tensor describes its element type")
+            guard let reference = mentioned[key] else {
+                throw corrupt("storage \(key) is saved but nothing in the pickle describes its element type")
             }
             let count = try reader.int64LittleEndian("element count of storage \(key)")
             let width = ElementCodec.byteWidth(reference.elementType)
@@ -245,7 +257,10 @@ enum LegacyTorchReader {
                     remedy: CheckpointError.redownloadAdvice)
             }
             let range = try reader.range(Int(count) * width, what: "storage \(key)")
-            storages[key] = StorageBytes(bytes: bytes, start: range.lowerBound, elementCount: Int(count), elementType: reference.elementType)
+            // Storages outside the state dict (optimizer buffers) are skipped, not decoded.
+            if needed[key] != nil {
+                storages[key] = StorageBytes(bytes: bytes, start: range.lowerBound, elementCount: Int(count), elementType: reference.elementType)
+            }
         }
         return try TorchStateDictAssembler.assemble(
             references, storages: storages, metadata: metadata, format: .legacyPickle, fileName: fileName)
