@@ -206,6 +206,12 @@ final class ResourceTests: XCTestCase {
             }
         }
         for directory in [first, second, cache] { XCTAssertEqual(contents(directory), []) }
+        // Looking, without downloading, creates no directories.
+        let absentCache = scratch.appendingPathComponent("never/created")
+        XCTAssertThrowsError(try Fetcher.locate(file, in: [absentCache], allowDownload: false)) { error in
+            XCTAssertTrue("\(error)".contains("put it at \(absentCache.path)/resnet20-12fca82f.th"), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.appendingPathComponent("never").path))
         XCTAssertThrowsError(try Fetcher.locate(KnownFiles.neuronMergingResNet56, in: [cache], allowDownload: true)) { error in
             XCTAssertTrue("\(error)".contains("No public download is known"), "\(error)")
         }

@@ -32,7 +32,7 @@ public enum Fetcher {
         guard allowDownload, let url = file.url else {
             throw ResourceError.notFound(
                 fileName: file.fileName, searched: searched, url: file.url,
-                suggestedDirectory: firstWritable(directories)?.path,
+                suggestedDirectory: suggestedDirectory(directories)?.path,
                 reason: allowDownload || file.url == nil ? nil : "downloads are off")
         }
         guard let directory = firstWritable(directories) else {
@@ -67,7 +67,7 @@ public enum Fetcher {
         guard allowDownload, archive.url != nil else {
             throw ResourceError.notFound(
                 fileName: KnownFiles.cifar10Folder + "/" + marker, searched: searched, url: archive.url,
-                suggestedDirectory: firstWritable(directories)?.path,
+                suggestedDirectory: suggestedDirectory(directories)?.path,
                 reason: allowDownload ? nil : "downloads are off; unpack \(archive.fileName) into one of these")
         }
         let tarball = try locate(archive, in: directories, allowDownload: true, progress: progress)
@@ -80,6 +80,16 @@ public enum Fetcher {
         // The unpacked folder is what is used from now on; the archive is 170 MB of duplicates.
         try? FileManager.default.removeItem(at: tarball)
         return folder
+    }
+
+    /// Where a message tells the user to put a file: the first existing writable directory, else
+    /// the last one (the user cache). Unlike `firstWritable`, it creates nothing.
+    static func suggestedDirectory(_ directories: [URL]) -> URL? {
+        directories.first { directory in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory)
+                && isDirectory.boolValue && FileManager.default.isWritableFile(atPath: directory.path)
+        } ?? directories.last
     }
 
     /// The first directory that exists or can be created, and is writable.
