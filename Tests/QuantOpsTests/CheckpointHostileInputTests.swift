@@ -196,6 +196,16 @@ final class CheckpointHostileInputTests: XCTestCase {
         }
     }
 
+    func testExpandedViewCannotInflateATinyFile() throws {
+        // Stride 0 over one element would otherwise describe a billion floats.
+        let file = legacyFile(storageType: "FloatStorage", storage: [0, 0, 0x80, 0x3F], elementCount: 1,
+                              offset: 0, shape: [1_000_000_000], strides: [0])
+        XCTAssertThrowsError(try LegacyTorchReader.read(file, fileName: "expanded.pt")) { error in
+            XCTAssertEqual((error as? CheckpointError)?.kind, .unsupported)
+            XCTAssertTrue("\(error)".contains("contiguous"), "\(error)")
+        }
+    }
+
     func testGlobalOutsideTheAllowListIsRefusedByName() throws {
         var pickle = PickleWriter()
         pickle.global("os", "system")

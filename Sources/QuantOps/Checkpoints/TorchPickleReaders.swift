@@ -118,6 +118,14 @@ enum TorchStateDictAssembler {
         guard lastIndex < available, available <= storage.elementCount - reference.storage.viewOffset else {
             throw corrupt("view (offset \(reference.storageOffset), shape \(reference.shape), strides \(reference.strides)) reaches element \(lastIndex) of a storage with \(min(available, storage.elementCount))")
         }
+        // Zero strides could make a tiny file describe billions of elements; state dicts never
+        // hold such overlapping (expanded) views.
+        guard count <= available else {
+            throw CheckpointError(
+                .unsupported, file: fileName,
+                problem: "tensor `\(name)`: \(count) elements overlap in a storage of \(available) (an expanded view)",
+                remedy: "Call .contiguous() on the tensor before saving")
+        }
         let base = storage.start + reference.storage.viewOffset * ElementCodec.byteWidth(type)
         var contiguousStride = 1
         var isContiguous = true
