@@ -35,13 +35,16 @@ public enum Evaluation {
         predictions.reserveCapacity(selected.count)
         var stoppedEarly = false
         var done = 0
+        // Primitives and buffers are prepared once and reused for every batch.
+        let compiled = ConvolutionBackend.current == .oneDNN ? try CompiledModel(model) : nil
         while done < selected.count {
             if shouldStop?() == true {
                 stoppedEarly = true
                 break
             }
             let chunk = selected[done..<min(done + batchSize, selected.count)]
-            let logits = try ForwardPass.logits(model, input: dataset.batch(chunk, normalization: model.normalization))
+            let input = dataset.batch(chunk, normalization: model.normalization)
+            let logits = try compiled?.logits(input) ?? ForwardPass.logits(model, input: input)
             let classes = logits.shape[1]
             for (row, image) in chunk.enumerated() {
                 let scores = logits.data[(row * classes)..<((row + 1) * classes)]

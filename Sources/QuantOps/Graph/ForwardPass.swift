@@ -25,32 +25,33 @@ public enum ForwardPass {
             throw EngineError(node: model.nodes[0].name,
                               problem: "expected an image batch (N, C, H, W), got \(describeShape(input.shape))")
         }
+        if observe == nil, ConvolutionBackend.current == .oneDNN {
+            return try CompiledModel(model).run(input)
+        }
         let plan = ExecutionPlan(model, fuse: observe == nil)
         var outputs = [Tensor?](repeating: nil, count: model.nodes.count)
-        for index in model.nodes.indices {
-            let node = model.nodes[index]
-            guard let step = plan.steps[index] else { continue }
-            var arguments: [Tensor] = []
-            arguments.reserveCapacity(node.inputs.count)
-            for source in node.inputs {
-                guard source >= 0, source < index, let value = outputs[source] else {
-                    throw EngineError(node: node.name, problem: "input \(source) is not an earlier node of the model")
-                }
-                arguments.append(value)
+        func value(_ source: Int, for index: Int) throws -> Tensor {
+            guard source >= 0, source < model.nodes.count, let value = outputs[source] else {
+                throw EngineError(node: model.nodes[index].name, problem: "input \(source) is not an earlier node of the model")
             }
+            return value
+        }
+        for index in model.nodes.indices {
+            guard let step = plan.steps[index] else { continue }
             let result: Tensor
             switch step {
             case .single:
-                result = node.operation == .input ? input : try evaluate(node, inputs: arguments)
+                let node = model.nodes[index]
+                result = node.operation == .input
+                    ? input : try evaluate(node, inputs: node.inputs.map { try value($0, for: index) })
             case .fused(let fusion):
-                result = try fusion.evaluate(model, input: arguments)
+                let head = model.nodes[fusion.head]
+                result = try fusion.evaluate(model, inputs: head.inputs.map { try value($0, for: fusion.head) },
+                                             residual: fusion.residual.map { try value($0, for: fusion.add ?? index) })
             }
-            // Release inputs this node was the last to read.
-            for source in node.inputs where plan.lastUse[source] == index {
-                outputs[source] = nil
-            }
+            for source in plan.released(after: index) { outputs[source] = nil }
             observe?(index, result)
-            outputs[plan.resultIndex(of: index)] = result
+            outputs[index] = result
         }
         guard let output = outputs[model.nodes.count - 1] else {
             throw EngineError(node: model.nodes[model.nodes.count - 1].name, problem: "the last node produced no output")
@@ -91,56 +92,70 @@ public enum ForwardPass {
     }
 }
 
-/// Which nodes run, which run fused with their successors, and when each output is last read.
+/// Which nodes run, which run fused with their neighbours, and when each output is last read.
+///
+/// A fused chain runs at the position of its last member and its result is stored there, so
+/// every input of the chain (including a residual computed after the convolution) is ready.
 struct ExecutionPlan {
     enum Step {
         case single
         case fused(Fusion)
     }
 
-    /// A convolution followed by its batch norm and/or ReLU, or an add followed by its ReLU;
-    /// the chain's result is stored as the output of its last node.
+    /// conv [-> batch norm] [-> add residual] [-> ReLU], or add -> ReLU.
     struct Fusion {
         var head: Int
         var batchNorm: Int?
+        var add: Int?
+        /// The add's other input, summed into the convolution's output.
+        var residual: Int?
         var relu: Int?
 
-        var last: Int { relu ?? batchNorm ?? head }
+        var members: [Int] { [head, batchNorm, add, relu].compactMap { $0 } }
+        var last: Int { members.max() ?? head }
 
-        func evaluate(_ model: Model, input: [Tensor]) throws -> Tensor {
+        /// The per-channel map of the chain's convolution: folded batch norm, no clamp.
+        func channelMap(_ model: Model, conv: Conv2D) throws -> (scale: [Float], shift: [Float]) {
+            guard let batchNorm, case .batchNorm(let norm) = model.nodes[batchNorm].operation else {
+                return ([Float](repeating: 1, count: conv.outChannels), [Float](repeating: 0, count: conv.outChannels))
+            }
+            guard norm.channels == conv.outChannels else {
+                throw EngineError(node: model.nodes[batchNorm].name,
+                                  problem: "batch norm over \(norm.channels) channels follows a convolution with \(conv.outChannels)")
+            }
+            return norm.scaleAndShift()
+        }
+
+        func evaluate(_ model: Model, inputs: [Tensor], residual: Tensor?) throws -> Tensor {
             let node = model.nodes[head]
-            let clampLower: Float = relu == nil ? -.infinity : 0
             do {
                 switch node.operation {
                 case .conv(let conv):
-                    var scale = [Float](repeating: 1, count: conv.outChannels)
-                    var shift = [Float](repeating: 0, count: conv.outChannels)
-                    if let batchNorm, case .batchNorm(let norm) = model.nodes[batchNorm].operation {
-                        guard norm.channels == conv.outChannels else {
-                            throw EngineError(node: model.nodes[batchNorm].name,
-                                              problem: "batch norm over \(norm.channels) channels follows a convolution with \(conv.outChannels)")
-                        }
-                        (scale, shift) = norm.scaleAndShift()
-                    }
-                    return try Kernels.conv2d(input[0], conv,
-                                              epilogue: ChannelEpilogue(scale: scale, shift: shift, lower: clampLower))
+                    let (scale, shift) = try channelMap(model, conv: conv)
+                    let clampHere = relu != nil && residual == nil
+                    let output = try Kernels.conv2d(inputs[0], conv,
+                                                    epilogue: ChannelEpilogue(scale: scale, shift: shift, lower: clampHere ? 0 : -.infinity))
+                    guard let residual else { return output }
+                    return try Kernels.add(output, residual, thenClampAtZero: relu != nil)
                 case .add:
-                    guard input.count == 2 else {
-                        throw EngineError(node: node.name, problem: "takes 2 inputs, was given \(input.count)")
+                    guard inputs.count == 2 else {
+                        throw EngineError(node: node.name, problem: "takes 2 inputs, was given \(inputs.count)")
                     }
-                    return try Kernels.add(input[0], input[1], thenClampAtZero: true)
+                    return try Kernels.add(inputs[0], inputs[1], thenClampAtZero: relu != nil)
                 default:
-                    return try ForwardPass.evaluate(node, inputs: input)
+                    return try ForwardPass.evaluate(node, inputs: inputs)
                 }
             } catch let problem as ShapeProblem {
-                throw EngineError(node: node.name, problem: problem.problem)
+                throw EngineError(node: add.map { model.nodes[$0].name } ?? node.name, problem: problem.problem)
             }
         }
     }
 
+    /// Indexed by the position a step runs at; nil where the node runs inside a fused step.
     var steps: [Step?]
+    /// The step position after which each output is no longer read.
     var lastUse: [Int]
-    private var storedAt: [Int]
+    private var releases: [[Int]]
 
     init(_ model: Model, fuse: Bool) {
         let count = model.nodes.count
@@ -151,37 +166,60 @@ struct ExecutionPlan {
             }
         }
         steps = [Step?](repeating: .single, count: count)
-        storedAt = Array(0..<count)
-        // The last node's output is the result, so it is never released.
-        lastUse = consumers.map { $0.max() ?? count }
-        guard fuse else { return }
-
-        /// The single consumer of `index` if it reads only `index` and is the given kind.
-        func soleFollower(of index: Int, where matches: (Operation) -> Bool) -> Int? {
-            guard consumers[index].count == 1, let next = consumers[index].first,
-                  model.nodes[next].inputs == [index], matches(model.nodes[next].operation) else { return nil }
-            return next
-        }
-        for index in 0..<count where steps[index] != nil {
-            var fusion: Fusion?
-            switch model.nodes[index].operation {
-            case .conv:
-                let norm = soleFollower(of: index) { if case .batchNorm = $0 { return true } else { return false } }
-                let relu = soleFollower(of: norm ?? index) { $0 == .relu }
-                if norm != nil || relu != nil { fusion = Fusion(head: index, batchNorm: norm, relu: relu) }
-            case .add:
-                if let relu = soleFollower(of: index, where: { $0 == .relu }) {
-                    fusion = Fusion(head: index, batchNorm: nil, relu: relu)
-                }
-            default:
-                break
+        var runsAt = Array(0..<count)
+        if fuse {
+            var absorbed = Set<Int>()
+            func sole(_ index: Int, _ matches: (Node) -> Bool) -> Int? {
+                guard consumers[index].count == 1, let next = consumers[index].first, !absorbed.contains(next),
+                      matches(model.nodes[next]) else { return nil }
+                return next
             }
-            guard let fusion else { continue }
-            steps[index] = .fused(fusion)
-            for member in [fusion.batchNorm, fusion.relu].compactMap({ $0 }) { steps[member] = nil }
-            storedAt[index] = fusion.last
+            func isBatchNorm(_ node: Node) -> Bool { if case .batchNorm = node.operation { return true } else { return false } }
+            for index in 0..<count where !absorbed.contains(index) {
+                var fusion = Fusion(head: index)
+                var tail = index
+                switch model.nodes[index].operation {
+                case .conv:
+                    if let norm = sole(tail, { isBatchNorm($0) && $0.inputs.count == 1 }) {
+                        fusion.batchNorm = norm
+                        tail = norm
+                    }
+                    if let add = sole(tail, { $0.operation == .add && $0.inputs.count == 2 && Set($0.inputs).count == 2 }) {
+                        fusion.add = add
+                        fusion.residual = model.nodes[add].inputs.first { $0 != tail }
+                        tail = add
+                    }
+                case .add:
+                    break
+                default:
+                    continue
+                }
+                if let relu = sole(tail, { $0.operation == .relu && $0.inputs.count == 1 }) {
+                    fusion.relu = relu
+                }
+                guard fusion.members.count > 1 else { continue }
+                for member in fusion.members {
+                    absorbed.insert(member)
+                    steps[member] = nil
+                    runsAt[member] = fusion.last
+                }
+                steps[fusion.last] = .fused(fusion)
+            }
+        }
+        // The last node's output is the result, so it is never released.
+        lastUse = consumers.map { readers in readers.map { runsAt[$0] }.max() ?? count }
+        releases = [[Int]](repeating: [], count: count)
+        for source in 0..<count where lastUse[source] < count && steps[source] != nil {
+            releases[lastUse[source]].append(source)
         }
     }
 
-    func resultIndex(of index: Int) -> Int { storedAt[index] }
+    /// Outputs that no step after `index` reads.
+    func released(after index: Int) -> [Int] { releases[index] }
+}
+
+extension ExecutionPlan.Fusion {
+    init(head: Int) {
+        self.init(head: head, batchNorm: nil, add: nil, residual: nil, relu: nil)
+    }
 }

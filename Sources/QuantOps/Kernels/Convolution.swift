@@ -1,15 +1,18 @@
 import CBLAS
 
-/// How convolutions are computed. One place decides, so a measurement can change the choice.
+/// How whole-model inference computes convolutions. One place decides, so a measurement can
+/// change the choice (see `Benchmarks/README.md`).
 ///
-/// im2col + OpenBLAS SGEMM, batched over images across worker threads, measured faster than
-/// oneDNN 2.6 on plain NCHW tensors (with reorders per call) for these CIFAR-sized layers;
-/// see `Benchmarks/README.md`. Depthwise convolutions use a direct loop, where a GEMM with one
-/// output row would waste most of its work.
+/// Single nodes (`ForwardPass.evaluate`) and observed runs always use im2col + SGEMM on plain
+/// NCHW tensors, since their callers read every intermediate tensor; depthwise convolutions
+/// there use a direct loop, where a GEMM with one output row would waste most of its work.
 public enum ConvolutionBackend: Sendable {
+    /// im2col + OpenBLAS SGEMM on plain NCHW tensors; also the path for node-by-node runs.
     case im2colGEMM
+    /// oneDNN primitives on blocked layouts kept between layers (`CompiledModel`).
+    case oneDNN
 
-    public static let current: ConvolutionBackend = .im2colGEMM
+    public static let current: ConvolutionBackend = .oneDNN
 }
 
 /// A per-output-channel affine map and clamp applied to a convolution's output while it is
@@ -99,13 +102,10 @@ extension Kernels {
             input.data.withUnsafeBufferPointer { inputBuffer in
                 conv.weight.data.withUnsafeBufferPointer { weightBuffer in
                     let x = inputBuffer.baseAddress!, w = weightBuffer.baseAddress!
-                    switch ConvolutionBackend.current {
-                    case .im2colGEMM:
-                        if geometry.isDepthwise {
-                            depthwiseDirect(geometry, x, w, out, channelMap)
-                        } else {
-                            im2colGEMM(geometry, x, w, out, channelMap)
-                        }
+                    if geometry.isDepthwise {
+                        depthwiseDirect(geometry, x, w, out, channelMap)
+                    } else {
+                        im2colGEMM(geometry, x, w, out, channelMap)
                     }
                 }
             }
