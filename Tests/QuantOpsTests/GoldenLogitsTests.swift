@@ -20,10 +20,15 @@ final class GoldenLogitsTests: XCTestCase {
         let dataset = try EngineFixtures.testSet()
         XCTAssertEqual(records.map { Int(dataset.labels[$0]) }, labels)
 
-        let output = try ForwardPass.logits(model, input: dataset.batch(records, normalization: model.normalization))
-        XCTAssertEqual(output.shape, [records.count, 10])
         let expected = logits.flatMap { $0.map(Float.init) }
-        XCTAssertLessThan(EngineFixtures.relativeError(output.data, expected), 1e-4, "\(name) logits differ from PyTorch")
+        let saved = ConvolutionBackend.current
+        defer { ConvolutionBackend.current = saved }
+        for backend in [ConvolutionBackend.oneDNN, .im2colGEMM] {
+            ConvolutionBackend.current = backend
+            let output = try ForwardPass.logits(model, input: dataset.batch(records, normalization: model.normalization))
+            XCTAssertEqual(output.shape, [records.count, 10])
+            XCTAssertLessThan(EngineFixtures.relativeError(output.data, expected), 1e-4, "\(name) logits (\(backend)) differ from PyTorch")
+        }
 
         // The unfused path that observers see must agree as well.
         var observed = 0

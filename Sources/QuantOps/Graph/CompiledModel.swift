@@ -74,6 +74,13 @@ public final class CompiledModel {
                 case .conv:
                     result = try convolution(ExecutionPlan.Fusion(head: index), input: try value(node.inputs.first ?? -1, for: index),
                                              residual: nil, outputs: &outputs)
+                case .shortcutA, .globalAveragePool:
+                    let source = try value(node.inputs.first ?? -1, for: index)
+                    if let channelsLast = try channelsLastKernel(node, source) {
+                        result = channelsLast
+                        break
+                    }
+                    result = try plainActivation(try ForwardPass.evaluate(node, inputs: [try tensor(from: source, node: index, role: 10)]))
                 default:
                     let inputs = try node.inputs.enumerated().map {
                         try tensor(from: try value($0.element, for: index), node: index, role: 10 + $0.offset)
@@ -188,6 +195,50 @@ public final class CompiledModel {
         }
         try stream.execute(primitive, [(DNNLArgument.source, activation.descriptor, activation.buffer),
                                        (DNNLArgument.destination, descriptor, buffer)])
+    }
+
+    /// Option-A shortcut and global average pooling directly on channels-last (NHWC) data,
+    /// the layout oneDNN picks for these convolutions, so no reorder is needed around them.
+    /// Nil when the activation has another layout.
+    private func channelsLastKernel(_ node: Node, _ source: Activation) throws -> Activation? {
+        guard source.dims.count == 4,
+              DNNLMemory.equal(source.descriptor, try DNNLMemory.descriptor(source.dims, tag: dnnl_acdb)) else { return nil }
+        let (n, c, h, w) = (source.dims[0], source.dims[1], source.dims[2], source.dims[3])
+        let input = source.buffer.assumingMemoryBound(to: Float.self)
+        switch node.operation {
+        case .shortcutA(let stride, let padChannels):
+            guard stride >= 1, padChannels >= 0 else { return nil }
+            let (outH, outW, outC) = ((h + stride - 1) / stride, (w + stride - 1) / stride, c + 2 * padChannels)
+            let dims = [n, outC, outH, outW]
+            let bytes = dims.reduce(1, *) * 4
+            let buffer = pool.acquire(bytes)
+            let output = buffer.assumingMemoryBound(to: Float.self)
+            for pixel in 0..<(n * outH * outW) {
+                let (image, y, x) = (pixel / (outH * outW), pixel / outW % outH, pixel % outW)
+                let target = output + pixel * outC
+                target.update(repeating: 0, count: padChannels)
+                (target + padChannels).update(from: input + ((image * h + y * stride) * w + x * stride) * c, count: c)
+                (target + padChannels + c).update(repeating: 0, count: padChannels)
+            }
+            return Activation(descriptor: try DNNLMemory.descriptor(dims, tag: dnnl_acdb), dims: dims, buffer: buffer, bytes: bytes)
+        case .globalAveragePool:
+            let dims = [n, c, 1, 1]
+            let buffer = pool.acquire(n * c * 4)
+            let output = buffer.assumingMemoryBound(to: Float.self)
+            output.update(repeating: 0, count: n * c)
+            for image in 0..<n {
+                for pixel in 0..<(h * w) {
+                    let row = input + (image * h * w + pixel) * c
+                    for channel in 0..<c { output[image * c + channel] += row[channel] }
+                }
+            }
+            let divisor = Float(h * w)
+            for i in 0..<(n * c) { output[i] /= divisor }
+            // With a 1x1 plane, channels-last and NCHW order coincide.
+            return Activation(descriptor: try DNNLMemory.plain(dims), dims: dims, buffer: buffer, bytes: n * c * 4)
+        default:
+            return nil
+        }
     }
 
     private func plainActivation(_ tensor: Tensor) throws -> Activation {

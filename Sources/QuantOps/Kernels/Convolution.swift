@@ -12,7 +12,14 @@ public enum ConvolutionBackend: Sendable {
     /// oneDNN primitives on blocked layouts kept between layers (`CompiledModel`).
     case oneDNN
 
-    public static let current: ConvolutionBackend = .oneDNN
+    /// The process-wide choice; oneDNN measured faster (Benchmarks/README.md). Settable so the
+    /// paths can be compared and the GEMM path used where oneDNN is unavailable.
+    public static var current: ConvolutionBackend {
+        get { selection.withLock { $0 } }
+        set { selection.withLock { $0 = newValue } }
+    }
+
+    private static let selection = LockedValue<ConvolutionBackend>(.oneDNN)
 }
 
 /// A per-output-channel affine map and clamp applied to a convolution's output while it is

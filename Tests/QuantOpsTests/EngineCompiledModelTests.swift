@@ -1,0 +1,81 @@
+import QuantOps
+import XCTest
+
+/// The oneDNN whole-model path against the node-by-node path on graphs that exercise every
+/// fusion and fallback: grouped, dilated, strided and biased convolutions, batch norm with and
+/// without ReLU, residual sums, pooling and ReLU6 between convolutions.
+final class EngineCompiledModelTests: XCTestCase {
+    func batchNorm(_ channels: Int, _ random: inout KernelTests.SplitMix) -> QuantOps.Operation {
+        .batchNorm(BatchNorm(gamma: random.tensor([channels]), beta: random.tensor([channels]),
+                             runningMean: random.tensor([channels]),
+                             runningVar: Tensor(shape: [channels], data: (0..<channels).map { _ in 0.5 + abs(random.next()) })))
+    }
+
+    func syntheticModel() -> Model {
+        var random = KernelTests.SplitMix(state: 99)
+        var nodes: [Node] = []
+        func add(_ name: String, _ operation: QuantOps.Operation, _ inputs: [Int]) -> Int {
+            nodes.append(Node(name: name, operation: operation, inputs: inputs))
+            return nodes.count - 1
+        }
+        let input = add("input", .input, [])
+        let stem = add("stem", .conv(Conv2D(weight: random.tensor([8, 3, 3, 3]), bias: random.tensor([8]), padding: (1, 1))), [input])
+        let stemNorm = add("stem.bn", batchNorm(8, &random), [stem])
+        let grouped = add("grouped", .conv(Conv2D(weight: random.tensor([8, 2, 3, 3]), padding: (2, 2), dilation: (2, 2), groups: 4)), [stemNorm])
+        let groupedNorm = add("grouped.bn", batchNorm(8, &random), [grouped])
+        let sum = add("sum", .add, [groupedNorm, stemNorm])
+        let activated = add("sum.relu", .relu, [sum])
+        let strided = add("strided", .conv(Conv2D(weight: random.tensor([16, 8, 3, 3]), stride: (2, 2), padding: (1, 1))), [activated])
+        let clipped = add("clip", .relu6, [strided])
+        let pooled = add("maxpool", .maxPool(Pooling(kernel: 3, stride: 1, padding: 1)), [clipped])
+        let depthwise = add("depthwise", .conv(Conv2D(weight: random.tensor([16, 1, 3, 3]), padding: (1, 1), groups: 16)), [pooled])
+        let depthwiseNorm = add("depthwise.bn", batchNorm(16, &random), [depthwise])
+        let depthwiseRelu = add("depthwise.relu", .relu, [depthwiseNorm])
+        let shortcut = add("shortcut", .shortcutA(stride: 2, padChannels: 4), [activated])
+        let pointwise = add("pointwise", .conv(Conv2D(weight: random.tensor([16, 16, 1, 1]))), [depthwiseRelu])
+        let joined = add("join", .add, [pointwise, shortcut])
+        let averaged = add("avgpool", .averagePool(Pooling(kernel: 2, stride: 2)), [joined])
+        let global = add("gap", .globalAveragePool, [averaged])
+        let flat = add("flatten", .flatten, [global])
+        _ = add("fc", .linear(Linear(weight: random.tensor([5, 16]), bias: random.tensor([5]))), [flat])
+        return Model(name: "synthetic", nodes: nodes, normalization: Normalization(mean: [0, 0, 0], std: [1, 1, 1]))
+    }
+
+    func testMatchesTheNodeByNodePath() throws {
+        let model = syntheticModel()
+        var random = KernelTests.SplitMix(state: 3)
+        let compiled = try CompiledModel(model)
+        for batch in [3, 1, 3] {
+            let input = random.tensor([batch, 3, 12, 12])
+            let reference = try ForwardPass.run(model, input: input) { _, _ in }
+            let fast = try compiled.logits(input)
+            XCTAssertEqual(fast.shape, [batch, 5])
+            XCTAssertLessThan(EngineFixtures.relativeError(fast.data, reference.data), 1e-5)
+        }
+    }
+
+    func testBothBackendsAgreeOnTheFusedPath() throws {
+        let model = syntheticModel()
+        var random = KernelTests.SplitMix(state: 8)
+        let input = random.tensor([2, 3, 12, 12])
+        let saved = ConvolutionBackend.current
+        defer { ConvolutionBackend.current = saved }
+        var outputs: [ConvolutionBackend: Tensor] = [:]
+        for backend in [ConvolutionBackend.im2colGEMM, .oneDNN] {
+            ConvolutionBackend.current = backend
+            outputs[backend] = try ForwardPass.logits(model, input: input)
+        }
+        let reference = try ForwardPass.run(model, input: input) { _, _ in }
+        for (backend, output) in outputs {
+            XCTAssertLessThan(EngineFixtures.relativeError(output.data, reference.data), 1e-5, "\(backend)")
+        }
+    }
+
+    func testShapeErrorsNameTheNode() throws {
+        var model = syntheticModel()
+        model.nodes[model.nodeIndex(named: "strided")!].operation = .conv(Conv2D(weight: Tensor(zeros: [16, 7, 3, 3])))
+        XCTAssertThrowsError(try CompiledModel(model).run(Tensor(zeros: [1, 3, 12, 12]))) { error in
+            XCTAssertTrue("\(error)".contains("'strided'"), "\(error)")
+        }
+    }
+}
