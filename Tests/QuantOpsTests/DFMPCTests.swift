@@ -251,4 +251,33 @@ final class DFMPCBenchmarkTests: XCTestCase {
             print("DF-MPC \(name): closed form \(best.solve * 1000) ms, whole step \(best.total * 1000) ms (best of 5)")
         }
     }
+
+    /// The paper's CIFAR-10 setting (MP2/6, activations float) over the whole test set, with and
+    /// without compensation, BN kept and folded. Slow: runs only with QSH_DFMPC_ACCURACY=1.
+    func testAccuracyOnTheTestSet() throws {
+        guard ProcessInfo.processInfo.environment["QSH_DFMPC_ACCURACY"] == "1" else {
+            throw XCTSkip("set QSH_DFMPC_ACCURACY=1 to evaluate on all 10,000 test images")
+        }
+        let file = QuantizerFixtures.dataDirectory.appendingPathComponent("test_batch.bin")
+        let dataset = try CIFAR10(name: "cifar10", files: [file])
+        let lambdas: [Float] = (ProcessInfo.processInfo.environment["QSH_DFMPC_LAMBDAS"] ?? "0.5")
+            .split(separator: ",").compactMap { Float(String($0)) }
+        for name in (ProcessInfo.processInfo.environment["QSH_DFMPC_MODELS"] ?? "nm-resnet56").split(separator: ",") {
+            let reference = try QuantizerFixtures.zooModel(String(name))
+            let float = try Evaluation.run(model: reference, dataset: dataset).top1
+            for folded in [false, true] {
+                var base = reference
+                if folded { try ModelTransforms.foldBatchNorm(&base) }
+                try DFMPC.applyMixedPrecision(&base, low: .ternary, highBits: 6)
+                let plain = try Evaluation.run(model: base, dataset: dataset).top1
+                var line = "\(name) \(folded ? "folded" : "BN kept") MP2/6: float \(float), no compensation \(plain)"
+                for lambda in lambdas {
+                    var compensated = base
+                    try DFMPC.compensate(&compensated, reference: reference, options: DFMPCOptions(lambda1: lambda))
+                    line += ", DF-MPC lambda1=\(lambda) \(try Evaluation.run(model: compensated, dataset: dataset).top1)"
+                }
+                print(line)
+            }
+        }
+    }
 }

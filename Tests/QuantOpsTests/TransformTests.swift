@@ -61,9 +61,11 @@ final class TransformTests: XCTestCase {
 
         var quantized = QuantizerFixtures.convBNReLUConv(seed: 1)
         try ModelTransforms.quantize(&quantized, layers: [2], with: .ternary)
+        let before = quantized
         XCTAssertThrowsError(try ModelTransforms.foldBatchNorm(&quantized)) { error in
             XCTAssertTrue("\(error)".contains("fold bn before quantizing"), "\(error)")
         }
+        XCTAssertEqual(quantized, before, "conv1 was foldable, but a refused fold changes nothing")
     }
 
     func testFoldKeepsPretrainedLogits() throws {

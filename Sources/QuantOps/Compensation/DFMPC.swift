@@ -175,6 +175,9 @@ public enum DFMPC {
     public static func applyMixedPrecision(_ model: inout Model, low: WeightQuantizer, highBits: Int) throws
         -> [LayerPair]
     {
+        guard WeightQuantizer.validBits(for: .dorefa).contains(highBits) else {
+            throw QuantizationError(place: "mixed dfmpc", problem: "high=\(highBits) bits", remedy: "choose 1...16")
+        }
         let pairs = disjointPairs(in: model)
         guard !pairs.isEmpty else {
             throw QuantizationError(place: "model \(model.name)",
@@ -191,10 +194,13 @@ public enum DFMPC {
                 }
             }
         }
+        // Changes go to a copy so that a refusal halfway leaves the caller's model as it was.
+        var working = model
         for pair in pairs {
-            try ModelTransforms.quantize(&model, layers: [layerNumbers[pair.low] ?? 0], with: low)
-            try ModelTransforms.quantize(&model, layers: [layerNumbers[pair.high] ?? 0], with: .dorefa(bits: highBits))
+            try ModelTransforms.quantize(&working, layers: [layerNumbers[pair.low] ?? 0], with: low)
+            try ModelTransforms.quantize(&working, layers: [layerNumbers[pair.high] ?? 0], with: .dorefa(bits: highBits))
         }
+        model = working
         return pairs.map { LayerPair(low: model.nodes[$0.low].name, high: model.nodes[$0.high].name) }
     }
 
@@ -277,12 +283,14 @@ public enum DFMPC {
                 batchNormKept: pair.batchNorm != nil, coefficients: coefficients))
         }
 
+        var working = model
         for (pair, result) in zip(pairs, results) {
             if result.quantizedHighLayer {
-                try quantizeConv(at: pair.high, in: &model, with: .dorefa(bits: options.highBits))
+                try quantizeConv(at: pair.high, in: &working, with: .dorefa(bits: options.highBits))
             }
-            apply(result.coefficients, to: pair, in: &model, form: options.form)
+            apply(result.coefficients, to: pair, in: &working, form: options.form)
         }
+        model = working
 
         let all = results.flatMap(\.coefficients)
         return DFMPCReport(

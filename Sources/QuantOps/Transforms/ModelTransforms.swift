@@ -16,25 +16,27 @@ public enum ModelTransforms {
         -> [QuantizedLayer]
     {
         let targets = try layers.map { try model.weightLayerNode($0) }
+        // Changes go to a copy so that a refusal halfway leaves the caller's model as it was.
+        var working = model
         var results: [QuantizedLayer] = []
         for (layer, nodeIndex) in zip(layers, targets) {
-            let name = model.nodes[nodeIndex].name
+            let name = working.nodes[nodeIndex].name
             do {
-                switch model.nodes[nodeIndex].operation {
+                switch working.nodes[nodeIndex].operation {
                 case .conv(var conv):
                     let (values, precision) = try quantizer.quantize(conv.weight)
                     results.append(QuantizedLayer(layer: layer, name: name, precision: precision,
                                                   relativeError: WeightStatistics.relativeError(values, conv.weight)))
                     conv.weight = values
                     conv.precision = precision
-                    model.nodes[nodeIndex].operation = .conv(conv)
+                    working.nodes[nodeIndex].operation = .conv(conv)
                 case .linear(var linear):
                     let (values, precision) = try quantizer.quantize(linear.weight)
                     results.append(QuantizedLayer(layer: layer, name: name, precision: precision,
                                                   relativeError: WeightStatistics.relativeError(values, linear.weight)))
                     linear.weight = values
                     linear.precision = precision
-                    model.nodes[nodeIndex].operation = .linear(linear)
+                    working.nodes[nodeIndex].operation = .linear(linear)
                 default:
                     break
                 }
@@ -42,6 +44,7 @@ public enum ModelTransforms {
                 throw error.located(at: "layer \(layer) (\(name))")
             }
         }
+        model = working
         return results
     }
 
@@ -53,26 +56,29 @@ public enum ModelTransforms {
     @discardableResult
     public static func foldBatchNorm(_ model: inout Model) throws -> Int {
         var folded = Set<Int>()
-        for (index, node) in model.nodes.enumerated() {
+        // Changes go to a copy: a refusal after some layers were folded must not leave their BNs behind.
+        var working = model
+        for (index, node) in working.nodes.enumerated() {
             guard case .batchNorm(let norm) = node.operation, node.inputs.count == 1 else { continue }
             let producer = node.inputs[0]
-            guard model.soleConsumer(of: producer) == index else { continue }
-            let producerName = model.nodes[producer].name
-            switch model.nodes[producer].operation {
+            guard working.soleConsumer(of: producer) == index else { continue }
+            let producerName = working.nodes[producer].name
+            switch working.nodes[producer].operation {
             case .conv(var conv):
                 try checkFoldable(conv.precision, conv.outChannels, norm, layer: producerName, norm: node.name)
                 (conv.weight, conv.bias) = fold(weight: conv.weight, bias: conv.bias, norm)
-                model.nodes[producer].operation = .conv(conv)
+                working.nodes[producer].operation = .conv(conv)
             case .linear(var linear):
                 try checkFoldable(linear.precision, linear.weight.shape[0], norm, layer: producerName, norm: node.name)
                 (linear.weight, linear.bias) = fold(weight: linear.weight, bias: linear.bias, norm)
-                model.nodes[producer].operation = .linear(linear)
+                working.nodes[producer].operation = .linear(linear)
             default:
                 continue
             }
             folded.insert(index)
         }
-        model.bypassAndRemove(folded)
+        working.bypassAndRemove(folded)
+        model = working
         return folded.count
     }
 
