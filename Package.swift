@@ -38,7 +38,7 @@ let package = Package(
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
             swiftSettings: releaseSpeed),
-        .target(name: "Interpreter", dependencies: ["QLang", "QuantOps"], swiftSettings: releaseSpeed),
+        .target(name: "Interpreter", dependencies: ["QLang", "QuantOps", "CShims"], swiftSettings: releaseSpeed),
         .executableTarget(
             name: "qsh",
             dependencies: [

@@ -1,13 +1,19 @@
 #include "CLineEditor.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <readline/readline.h>
 #include <readline/history.h>
 #include <CShims.h>
 
+static char fresh_prompt[256] = "qsh> ";
+static volatile int abandoned = 0;
+
 static void abandon_line(void) {
+    abandoned = 1;
     rl_free_line_state();
     rl_replace_line("", 0);
+    rl_set_prompt(fresh_prompt);
     rl_crlf();
     rl_on_new_line();
     rl_redisplay();
@@ -39,3 +45,14 @@ void qsh_readline_set_prompt_open(int open) {
 void qsh_readline_set_completer(qsh_completion_generator generator) { host_generator = generator; }
 const char *qsh_readline_line_buffer(void) { return rl_line_buffer ? rl_line_buffer : ""; }
 int qsh_readline_point(void) { return rl_point; }
+
+void qsh_readline_set_fresh_prompt(const char *prompt) {
+    strncpy(fresh_prompt, prompt, sizeof fresh_prompt - 1);
+    fresh_prompt[sizeof fresh_prompt - 1] = 0;
+}
+
+int qsh_readline_take_abandoned(void) {
+    int value = abandoned;
+    abandoned = 0;
+    return value;
+}

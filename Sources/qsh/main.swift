@@ -1,2 +1,126 @@
+import ArgumentParser
+import CShims
+import Foundation
 import Interpreter
-print("qsh")
+
+/// `qsh`: run recipes, check them, or explore a model in the REPL.
+struct Qsh: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qsh",
+        abstract: "The quantization shell: quantize CNNs with recipes.",
+        discussion: """
+            With no file, qsh starts the REPL on a terminal and reads a recipe from standard input when piped.
+            Exit status: 0 success, 1 recipe error or failed expect, 2 usage error.
+            """,
+        version: QshVersion.string,
+        subcommands: [Run.self, Check.self],
+        defaultSubcommand: Run.self)
+}
+
+/// Options every mode shares.
+struct SessionOptions: ParsableArguments {
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a recipe variable (a `let` of the same name is ignored).", valueName: "name=value"))
+    var overrides: [String] = []
+
+    @Option(help: ArgumentHelp("Directory searched first for model checkpoints (also $QSH_MODELS).", valueName: "dir"))
+    var models: String?
+
+    @Option(help: ArgumentHelp("Directory searched first for data sets (also $QSH_DATA).", valueName: "dir"))
+    var data: String?
+
+    @Option(help: "Inference threads (default: all cores).")
+    var threads: Int?
+
+    func makeSession() throws -> Session {
+        let session = Session()
+        if let models { session.settings.modelsDirectory = models }
+        if let data { session.settings.dataDirectory = data }
+        if let threads {
+            guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+            session.settings.threads = threads
+        }
+        session.applySettings()
+        do {
+            try RecipeRunner(session: session).applyOverrides(overrides)
+        } catch let error as CommandError {
+            throw ValidationError(error.message + (error.hint.map { " (\($0))" } ?? ""))
+        }
+        return session
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a recipe file, inline text, standard input, or the REPL.")
+
+    @Argument(help: "A .qs recipe to run.")
+    var file: String?
+
+    @Option(name: .customShort("c"), help: ArgumentHelp("Run this recipe text.", valueName: "recipe"))
+    var command: String?
+
+    @OptionGroup var options: SessionOptions
+
+    func run() throws {
+        let session = try options.makeSession()
+        qsh_install_interrupt_handler()
+        if file != nil && command != nil { throw ValidationError("give either a file or -c, not both") }
+        let runner = RecipeRunner(session: session)
+        if let command {
+            throw ExitCode(runner.run(text: command, fileName: "<-c>").rawValue)
+        }
+        if let file {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ValidationError("cannot read recipe '\(file)': no such file or not UTF-8 text")
+            }
+            throw ExitCode(runner.run(text: text, fileName: file).rawValue)
+        }
+        if isatty(STDIN_FILENO) != 0 {
+            let reader = ReadlineReader(session: session)
+            session.output.line("qsh \(QshVersion.string): type 'help' for commands, Ctrl-D to leave.")
+            Repl(interpreter: Interpreter(session: session), reader: reader).run()
+            reader.saveHistory()
+            return
+        }
+        let input = FileHandle.standardInput.readDataToEndOfFile()
+        throw ExitCode(runner.run(text: String(decoding: input, as: UTF8.self), fileName: "<stdin>").rawValue)
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Parse and validate recipes without running them.")
+
+    @Argument(help: "Recipes to check.")
+    var files: [String]
+
+    @OptionGroup var options: SessionOptions
+
+    func run() throws {
+        var status = ExitStatus.success
+        for file in files {
+            let session = try options.makeSession()
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ValidationError("cannot read recipe '\(file)': no such file or not UTF-8 text")
+            }
+            if RecipeRunner(session: session).run(text: text, fileName: file, checkOnly: true) == .success {
+                session.output.line("\(file): ok")
+            } else {
+                status = .recipeFailed
+            }
+        }
+        throw ExitCode(status.rawValue)
+    }
+}
+
+// Usage errors exit with 2, as documented, instead of ArgumentParser's 64.
+do {
+    var command = try Qsh.parseAsRoot()
+    try command.run()
+} catch {
+    let code = Qsh.exitCode(for: error)
+    if code == .success || code.rawValue == ExitStatus.recipeFailed.rawValue {
+        Qsh.exit(withError: error)
+    }
+    let message = Qsh.fullMessage(for: error)
+    if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+    exit(code == .validationFailure || code.rawValue == 64 ? ExitStatus.usage.rawValue : code.rawValue)
+}

@@ -5,6 +5,10 @@
 void qsh_readline_configure(const char *app_name);
 /* While a prompt is open, Ctrl-C abandons the line being typed instead of interrupting. */
 void qsh_readline_set_prompt_open(int open);
+/* The prompt Ctrl-C returns to after abandoning a continuation line. */
+void qsh_readline_set_fresh_prompt(const char *prompt);
+/* Whether Ctrl-C abandoned input since the last call; clears the mark. */
+int qsh_readline_take_abandoned(void);
 /* Completion: the host supplies candidates for the word being completed. */
 typedef char *(*qsh_completion_generator)(const char *text, int state);
 void qsh_readline_set_completer(qsh_completion_generator generator);

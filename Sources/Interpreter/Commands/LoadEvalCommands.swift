@@ -1,0 +1,123 @@
+import CShims
+import Foundation
+import QuantOps
+
+/// Commands that read and write files: load a model, evaluate it, save it, re-estimate BN.
+enum LoadEvalCommands {
+    static var all: [CommandSpec] {
+        [load, evaluate, save, recalibrateBatchNorm]
+    }
+
+    static let load = CommandSpec(
+        ["load"], group: .model, summary: "Load a pretrained model from the zoo or a checkpoint file",
+        help: """
+            Zoo names: \(ModelZoo.entries.map(\.name).joined(separator: ", ")). The checkpoint is looked up in the models directory (--models, 'set models=', $QSH_MODELS, then the user cache) and downloaded when missing and a URL is known. 'from' reads a given file (legacy torch pickle, torch zip, or safetensors) into the named architecture.
+            """,
+        positionals: [
+            Positional("model", .text, help: "a zoo name such as resnet20"),
+            Positional("file", keyword: "from", .path, optional: true, help: "a checkpoint file to read instead of the zoo's"),
+        ],
+        examples: ["load resnet20", "load nm-resnet56", "load resnet20 from \"my-run.safetensors\""]
+    ) { invocation, session in
+        let name = invocation.string("model") ?? ""
+        let entry: ModelZoo.Entry
+        do {
+            entry = try ModelZoo.entry(named: name)
+        } catch {
+            throw CommandError(String(describing: error), hint: "known models: " + ModelZoo.entries.map(\.name).joined(separator: ", "))
+        }
+        let url: URL
+        if let path = invocation.string("file") {
+            url = URL(fileURLWithPath: path)
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw CommandError("checkpoint '\(path)' does not exist", hint: "check the path; it is relative to \(FileManager.default.currentDirectoryPath)")
+            }
+        } else {
+            let progress = ProgressBar("downloading \(entry.fileName)", sink: session.errors, enabled: session.settings.progress)
+            defer { progress.finish() }
+            let file = RemoteFile(fileName: entry.fileName, url: entry.downloadURL, sha256: entry.sha256)
+            url = try Fetcher.locate(file, in: session.modelDirectories, allowDownload: session.settings.allowDownload) { done, total in
+                progress.update(done: Int(done), total: Int(total ?? 0))
+            }
+        }
+        let stateDict = try CheckpointReader.read(contentsOf: url)
+        let model = try ModelZoo.build(entry, from: stateDict)
+        let checksum = try? Checksum.sha256(of: url)
+        let state = ModelState(model: model, origin: entry.name, checksum: checksum)
+        session.current = state
+        session.loaded = state
+        session.undoStack.removeAll()
+        let layers = model.weightLayers
+        let parameters = layers.reduce(0) { $0 + $1.parameterCount }
+        session.output.line("loaded \(entry.name) from \(url.path): \(layers.count) layers, \(parameters) parameters, "
+                            + String(format: "%.2f MB", ExploreCommands.megabytes(bits: 32, parameters: parameters)))
+    }
+
+    static let evaluate = CommandSpec(
+        ["eval"], group: .model, summary: "Measure top-1 and top-5 accuracy on a data set",
+        help: "The test file is sorted by class, so a quick subset must be strided: 'eval cifar10 stride=10' takes every 10th image. The result is kept as top1 and top5 for 'expect' and 'results'.",
+        positionals: [Positional("data", .text, help: "a data set: cifar10 (test), cifar10-train")],
+        options: [
+            OptionParameter("limit", .integer(1...10_000_000), help: "at most this many images (after striding)"),
+            OptionParameter("stride", .integer(1...10_000_000), default: .integer(1), help: "every K-th image"),
+            OptionParameter("batch", .integer(1...100_000), default: .integer(250), help: "images per forward pass"),
+        ],
+        examples: ["eval cifar10", "eval cifar10 stride=10", "eval cifar10 limit=1000 stride=10"]
+    ) { invocation, session in
+        let state = try session.requireModel(for: "eval")
+        let name = invocation.string("data") ?? "cifar10"
+        let dataset = try session.dataset(named: name)
+        let progress = ProgressBar("eval \(name)", sink: session.errors, enabled: session.settings.progress)
+        let result = try Evaluation.run(
+            model: state.model, dataset: dataset, limit: invocation.int("limit"), stride: invocation.int("stride") ?? 1,
+            batchSize: invocation.int("batch") ?? 250,
+            progress: { done, total in progress.update(done: done, total: total) },
+            shouldStop: { qsh_interrupt_requested() != 0 })
+        progress.finish()
+        if result.stoppedEarly { throw Interrupted() }
+        session.values["top1"] = result.top1
+        session.values["top5"] = result.top5
+        session.values["images"] = Double(result.count)
+        session.evaluations.append(EvaluationRecord(state: state.summary, dataset: name, images: result.count,
+                                                    top1: result.top1, top5: result.top5, seconds: result.seconds))
+        session.output.line(String(format: "top-1 %.2f%%  top-5 %.2f%%  (%d images, %.2f s, %.0f images/s)",
+                                   result.top1, result.top5, result.count, result.seconds, result.imagesPerSecond))
+    }
+
+    static let save = CommandSpec(
+        ["save"], group: .model, summary: "Write the current weights as safetensors, under PyTorch key names",
+        help: "Quantized layers are written as their fake-quantized float values, BN as it stands. The file appears only when complete (written to a temporary file, then renamed).",
+        positionals: [Positional("file", .path, help: "the .safetensors file to write")],
+        examples: ["save \"resnet20-mp26.safetensors\""]
+    ) { invocation, session in
+        let state = try session.requireModel(for: "save")
+        let path = invocation.string("file") ?? ""
+        let metadata = ["qsh_version": QshVersion.string, "model": state.origin, "steps": state.steps.joined(separator: "; ")]
+        try SafeTensorsWriter.write(state.model.stateDict(), to: URL(fileURLWithPath: path), metadata: metadata)
+        session.output.line("saved \(state.model.stateDict().count) tensors to \(path)")
+    }
+
+    static let recalibrateBatchNorm = CommandSpec(
+        ["recalibrate", "bn"], group: .quantization,
+        summary: "Re-estimate BN running statistics through the current model",
+        help: "Exact population statistics over all the samples (not a momentum average), layer by layer in execution order, so the result does not depend on the batch size. Needs BN kept: run it before 'fold bn'.",
+        options: [
+            OptionParameter("data", .text, default: .word("cifar10-train"), help: "calibration images"),
+            OptionParameter("samples", .integer(1...1_000_000), default: .integer(1024), help: "how many images"),
+            OptionParameter("batch", .integer(1...100_000), default: .integer(256), help: "images per forward pass"),
+        ],
+        examples: ["recalibrate bn data=cifar10-train samples=1024"],
+        changesModel: true
+    ) { invocation, session in
+        var model = try session.requireModel(for: "recalibrate bn").model
+        let name = invocation.string("data") ?? "cifar10-train"
+        let dataset = try session.dataset(named: name)
+        let samples = min(invocation.int("samples") ?? 1024, dataset.count)
+        // Spread the samples over the file: some files are sorted by class.
+        let indices = Evaluation.indices(count: dataset.count, limit: samples, stride: max(1, dataset.count / samples))
+        let images = dataset.batch(indices, normalization: model.normalization)
+        let report = try BatchNormRecalibration.run(&model, images: images, batchSize: invocation.int("batch") ?? 256)
+        session.commit(model, step: invocation.text)
+        session.output.line(report.summary)
+    }
+}

@@ -1,0 +1,5 @@
+extension CommandRegistry {
+    /// Every command qsh offers.
+    public static let standard = CommandRegistry(
+        SessionCommands.all + LoadEvalCommands.all + ExploreCommands.all + QuantizationCommands.all)
+}

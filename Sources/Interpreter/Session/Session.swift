@@ -1,0 +1,124 @@
+import Foundation
+import QLang
+import QuantOps
+
+/// A model as the session holds it: the graph and the steps that made it.
+public struct ModelState: Sendable {
+    public var model: Model
+    /// The zoo name or file it came from.
+    public var origin: String
+    /// What has been done to it since it was loaded, e.g. `["fold bn", "ternary layer 3.."]`.
+    public var steps: [String]
+    /// SHA-256 of the checkpoint it was read from, for reports.
+    public var checksum: String?
+
+    public init(model: Model, origin: String, steps: [String] = [], checksum: String? = nil) {
+        self.model = model
+        self.origin = origin
+        self.steps = steps
+        self.checksum = checksum
+    }
+
+    public var summary: String {
+        ([origin] + steps).joined(separator: " | ")
+    }
+}
+
+/// One `eval`, remembered for `results`.
+public struct EvaluationRecord: Sendable {
+    public var state: String
+    public var dataset: String
+    public var images: Int
+    public var top1: Double
+    public var top5: Double
+    public var seconds: Double
+}
+
+/// Settings a recipe changes with `set`.
+public struct Settings: Sendable {
+    public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    public var modelsDirectory: String?
+    public var dataDirectory: String?
+    public var allowDownload = true
+    public var progress = true
+}
+
+/// Everything a running recipe or REPL knows: the model, variables, results and settings.
+public final class Session {
+    public let registry: CommandRegistry
+    public let output: OutputSink
+    public let errors: OutputSink
+
+    public var settings = Settings()
+    public var variables: [String: RuntimeValue] = [:]
+    /// Variables fixed from the command line (`--set`): a recipe's `let` does not override them.
+    public var pinnedVariables: Set<String> = []
+    /// Named results such as `top1`, for `expect` and `print`.
+    public var values: [String: Double] = [:]
+
+    public var current: ModelState?
+    public var loaded: ModelState?
+    public var undoStack: [ModelState?] = []
+    public var snapshots: [String: ModelState] = [:]
+    public var evaluations: [EvaluationRecord] = []
+    /// Data sets read so far, and data sets made in the session, by name.
+    public var datasets: [String: CIFAR10] = [:]
+    /// The statements that ran successfully, for `history save`.
+    public var history: [String] = []
+    /// Files being sourced, to refuse a file that sources itself.
+    var sourceStack: [String] = []
+    /// Source texts by file name, so that an error in any of them shows its line.
+    public var sources: [String: SourceFile] = [:]
+
+    public static let undoDepth = 64
+
+    public init(registry: CommandRegistry = .standard, output: OutputSink = StandardStream.output(),
+                errors: OutputSink = StandardStream.error()) {
+        self.registry = registry
+        self.output = output
+        self.errors = errors
+    }
+
+    /// The model, or an error that says how to get one.
+    public func requireModel(for command: String) throws -> ModelState {
+        guard let current else {
+            throw CommandError("'\(command)' needs a model", hint: "load one first, e.g. 'load resnet20'")
+        }
+        return current
+    }
+
+    /// Replaces the model after a command changed it, remembering the previous state for `undo`.
+    public func commit(_ model: Model, step: String) {
+        guard var state = current else { return }
+        undoStack.append(state)
+        if undoStack.count > Self.undoDepth { undoStack.removeFirst(undoStack.count - Self.undoDepth) }
+        state.model = model
+        state.steps.append(step)
+        current = state
+    }
+
+    /// The prompt shows the model and whether it differs from what was loaded.
+    public var promptLabel: String {
+        guard let current else { return "qsh" }
+        return "qsh " + current.origin + (current.steps.isEmpty ? "" : "*")
+    }
+}
+
+/// An error a command reports: what went wrong and how to fix it.
+public struct CommandError: Error, CustomStringConvertible {
+    public var message: String
+    public var hint: String?
+
+    public init(_ message: String, hint: String? = nil) {
+        self.message = message
+        self.hint = hint
+    }
+
+    public var description: String { message }
+}
+
+/// Raised when Ctrl-C stops a running command.
+public struct Interrupted: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String { "interrupted" }
+}

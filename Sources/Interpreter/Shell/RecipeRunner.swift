@@ -1,0 +1,57 @@
+import Foundation
+import QLang
+
+/// Exit codes of `qsh`: scripts rely on them.
+public enum ExitStatus: Int32, Sendable {
+    case success = 0
+    /// A recipe error or a failed `expect`.
+    case recipeFailed = 1
+    /// Bad command-line use.
+    case usage = 2
+}
+
+/// Runs recipe text non-interactively: the first error stops the run.
+public struct RecipeRunner {
+    public let session: Session
+
+    public init(session: Session) {
+        self.session = session
+    }
+
+    /// Applies `--set name=value` overrides; a bad one is a usage error.
+    public func applyOverrides(_ assignments: [String]) throws -> Void {
+        for assignment in assignments {
+            guard let equals = assignment.firstIndex(of: "="), equals != assignment.startIndex else {
+                throw CommandError("--set expects name=value, got '\(assignment)'", hint: "e.g. --set lam=0.5")
+            }
+            let name = String(assignment[..<equals])
+            let valueText = String(assignment[assignment.index(after: equals)...])
+            let source = SourceFile(name: "--set", text: "let \(name) = \(valueText)")
+            let program: Program
+            do {
+                program = try Parser.parse(source)
+            } catch {
+                throw CommandError("--set \(assignment): not a valid name and value", hint: "quote strings for the shell, e.g. --set 'path=\"a b.th\"'")
+            }
+            guard program.statements.count == 1, case .assignment(let assignment) = program.statements[0] else {
+                throw CommandError("--set \(assignment): not a single value", hint: "e.g. --set lam=0.5")
+            }
+            session.variables[name] = try Interpreter(session: session).evaluate(assignment.value)
+            session.pinnedVariables.insert(name)
+        }
+    }
+
+    /// Runs (or only checks) a recipe and reports errors on the session's error stream.
+    @discardableResult
+    public func run(text: String, fileName: String, checkOnly: Bool = false) -> ExitStatus {
+        let source = SourceFile(name: fileName, text: text)
+        session.sources[fileName] = source
+        do {
+            try Interpreter(session: session, checkOnly: checkOnly).run(source)
+            return .success
+        } catch {
+            session.errors.line(render(error, session: session))
+            return .recipeFailed
+        }
+    }
+}

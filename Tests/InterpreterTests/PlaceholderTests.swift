@@ -1,2 +1,0 @@
-import XCTest
-final class InterpreterTestsPlaceholder: XCTestCase { func testNothing() {} }

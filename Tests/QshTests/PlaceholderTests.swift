@@ -1,2 +1,0 @@
-import XCTest
-final class QshTestsPlaceholder: XCTestCase { func testNothing() {} }

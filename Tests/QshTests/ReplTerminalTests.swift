@@ -1,0 +1,102 @@
+import Foundation
+import XCTest
+
+/// The REPL under a real pseudo-terminal (tmux): typing, completion, errors, Ctrl-C and Ctrl-D.
+final class ReplTerminalTests: XCTestCase {
+    var sessionName = ""
+    var historyFile: URL!
+
+    override func setUpWithError() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/tmux") else {
+            throw XCTSkip("tmux is not installed (scripts/install-deps.sh installs it)")
+        }
+        sessionName = "qsh-test-\(UUID().uuidString.prefix(8))"
+        historyFile = FileManager.default.temporaryDirectory.appendingPathComponent("\(sessionName)-history")
+    }
+
+    override func tearDown() {
+        _ = try? tmux(["kill-session", "-t", sessionName])
+        try? FileManager.default.removeItem(at: historyFile)
+    }
+
+    /// Runs a tmux command. Output is read from a temporary file, not a pipe: the tmux server that
+    /// the first command starts inherits the descriptors and would keep a pipe open forever.
+    @discardableResult
+    func tmux(_ arguments: [String]) throws -> String {
+        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("\(sessionName)-\(UUID()).out")
+        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: outputFile) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/tmux")
+        process.arguments = arguments
+        let handle = try FileHandle(forWritingTo: outputFile)
+        process.standardOutput = handle
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        try handle.close()
+        return (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
+    }
+
+    func screen() throws -> String { try tmux(["capture-pane", "-p", "-t", sessionName]) }
+
+    struct Timeout: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Polls the screen until `predicate` holds, for at most `seconds`; a timeout ends the test.
+    func waitFor(_ description: String, seconds: Double = 20, _ predicate: (String) -> Bool) throws -> String {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last = ""
+        while Date() < deadline {
+            last = try screen()
+            if predicate(last) { return last }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw Timeout(description: "timed out waiting for \(description); screen:\n\(last)")
+    }
+
+    func type(_ keys: String...) throws {
+        try tmux(["send-keys", "-t", sessionName] + keys)
+    }
+
+    func testTypingCompletionErrorsInterruptAndExit() throws {
+        let environment = QshProcess.environment
+        let command = "env QSH_HISTFILE='\(historyFile.path)' QSH_MODELS='\(environment["QSH_MODELS"] ?? "")' "
+            + "'\(QshProcess.executable.path)'; echo QSH-EXITED-$?; sleep 30"
+        try tmux(["new-session", "-d", "-s", sessionName, "-x", "120", "-y", "40", command])
+        _ = try waitFor("the prompt") { $0.contains("qsh>") }
+
+        // Completion: "prin<Tab>" becomes "print ".
+        try type("prin", "Tab")
+        _ = try waitFor("completion of print") { $0.contains("qsh> print") }
+        try type("\"hello from the repl\"", "Enter")
+        _ = try waitFor("print output") { $0.contains("\nhello from the repl") }
+
+        // An error prints and the session goes on.
+        try type("laod resnet20", "Enter")
+        _ = try waitFor("the error") { $0.contains("did you mean 'load'?") }
+        try type("print \"still alive\"", "Enter")
+        _ = try waitFor("the next command") { $0.contains("\nstill alive") }
+
+        // A block spans lines.
+        try type("for i in 1..2 {", "Enter")
+        _ = try waitFor("continuation prompt") { $0.contains("...>") }
+        try type("print \"loop $i\"", "Enter", "}", "Enter")
+        _ = try waitFor("loop output") { $0.contains("loop 2") }
+
+        // Ctrl-C abandons the line being typed without leaving qsh.
+        try type("print \"never\"")
+        try type("C-c")
+        try type("print \"after ctrl-c\"", "Enter")
+        let afterInterrupt = try waitFor("output after Ctrl-C") { $0.contains("\nafter ctrl-c") }
+        XCTAssertFalse(afterInterrupt.contains("\nnever"))
+
+        // Ctrl-D leaves with status 0, and the history was written.
+        try type("C-d")
+        _ = try waitFor("exit") { $0.contains("QSH-EXITED-0") }
+        let history = try String(contentsOf: historyFile, encoding: .utf8)
+        XCTAssertTrue(history.contains("print \"still alive\""), history)
+    }
+}
