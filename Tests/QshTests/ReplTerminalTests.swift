@@ -63,7 +63,7 @@ final class ReplTerminalTests: XCTestCase {
 
     func testTypingCompletionErrorsInterruptAndExit() throws {
         let environment = QshProcess.environment
-        let command = "env QSH_HISTFILE='\(historyFile.path)' QSH_MODELS='\(environment["QSH_MODELS"] ?? "")' "
+        let command = "env QSH_HISTFILE='\(historyFile.path)' QSH_MODELS='\(environment["QSH_MODELS"] ?? "")' QSH_DATA='\(environment["QSH_DATA"] ?? "")' "
             + "'\(QshProcess.executable.path)'; echo QSH-EXITED-$?; sleep 30"
         try tmux(["new-session", "-d", "-s", sessionName, "-x", "120", "-y", "40", command])
         _ = try waitFor("the prompt") { $0.contains("qsh>") }
@@ -92,6 +92,16 @@ final class ReplTerminalTests: XCTestCase {
         try type("print \"after ctrl-c\"", "Enter")
         let afterInterrupt = try waitFor("output after Ctrl-C") { $0.contains("\nafter ctrl-c") }
         XCTAssertFalse(afterInterrupt.contains("\nnever"))
+
+        // The prompt shows the model; Ctrl-C interrupts a running command and qsh carries on.
+        try type("load resnet20", "Enter")
+        _ = try waitFor("the model in the prompt", seconds: 60) { $0.contains("qsh resnet20>") }
+        try type("for i in 1..1000 { eval cifar10 }", "Enter")
+        Thread.sleep(forTimeInterval: 1.0)
+        try type("C-c")
+        _ = try waitFor("the interruption", seconds: 60) { $0.contains("error: interrupted") }
+        try type("print \"after interrupt\"", "Enter")
+        _ = try waitFor("output after the interruption") { $0.contains("\nafter interrupt") }
 
         // Ctrl-D leaves with status 0, and the history was written.
         try type("C-d")
