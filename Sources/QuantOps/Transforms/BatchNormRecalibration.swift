@@ -113,23 +113,28 @@ public enum BatchNormRecalibration {
         var means = [Double](repeating: 0, count: channels)
         var variances = [Double](repeating: 0, count: channels)
         input.data.withUnsafeBufferPointer { x in
-            for c in 0..<channels {
-                var sum = 0.0
-                for n in 0..<batch {
-                    let base = (n * channels + c) * spatial
-                    for k in base ..< base + spatial { sum += Double(x[k]) }
-                }
-                let mean = sum / Double(perChannel)
-                var squares = 0.0
-                for n in 0..<batch {
-                    let base = (n * channels + c) * spatial
-                    for k in base ..< base + spatial {
-                        let d = Double(x[k]) - mean
-                        squares += d * d
+            means.withUnsafeMutableBufferPointer { meanOut in
+                variances.withUnsafeMutableBufferPointer { varianceOut in
+                    // Each channel writes only its own slot.
+                    parallelFor(channels) { _, c in
+                        var sum = 0.0
+                        for n in 0..<batch {
+                            let base = (n * channels + c) * spatial
+                            for k in base ..< base + spatial { sum += Double(x[k]) }
+                        }
+                        let mean = sum / Double(perChannel)
+                        var squares = 0.0
+                        for n in 0..<batch {
+                            let base = (n * channels + c) * spatial
+                            for k in base ..< base + spatial {
+                                let d = Double(x[k]) - mean
+                                squares += d * d
+                            }
+                        }
+                        meanOut[c] = mean
+                        varianceOut[c] = squares / Double(perChannel - 1)
                     }
                 }
-                means[c] = mean
-                variances[c] = squares / Double(perChannel - 1)
             }
         }
         norm.runningMean = Tensor(shape: norm.runningMean.shape, data: means.map { Float($0) })
@@ -151,8 +156,10 @@ public enum BatchNormRecalibration {
                                          logVarianceChange: logChange / count)
     }
 
+    /// Convolutions run `batchSize` images at a time, as their scratch memory grows with the batch;
+    /// element-wise and pooling nodes run on the whole set at once, which saves splitting and joining it.
     static func evaluateInChunks(_ node: Node, inputs: [Tensor], batchSize: Int) throws -> Tensor {
-        guard let total = inputs.first?.shape.first, total > batchSize else {
+        guard case .conv = node.operation, let total = inputs.first?.shape.first, total > batchSize else {
             return try ForwardPass.evaluate(node, inputs: inputs)
         }
         var pieces: [Tensor] = []
