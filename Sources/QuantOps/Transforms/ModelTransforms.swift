@@ -113,16 +113,15 @@ public enum ModelTransforms {
     private static func fold(weight: Tensor, bias: Tensor?, _ norm: BatchNorm) -> (Tensor, Tensor) {
         let channels = weight.shape[0]
         let perChannel = weight.count / channels
+        let (scale, shift) = batchNormAffine(norm)
         var folded = weight
         var foldedBias = [Float](repeating: 0, count: channels)
         for j in 0..<channels {
-            let sigma = (Double(norm.runningVar.data[j]) + Double(norm.epsilon)).squareRoot()
-            let s = Double(norm.gamma.data[j]) / sigma
             for k in j * perChannel ..< (j + 1) * perChannel {
-                folded.data[k] = Float(s * Double(weight.data[k]))
+                folded.data[k] = Float(scale[j] * Double(weight.data[k]))
             }
-            let b = Double(bias?.data[j] ?? 0)
-            foldedBias[j] = Float(Double(norm.beta.data[j]) + s * (b - Double(norm.runningMean.data[j])))
+            // beta + s (b - mu) = (beta - s mu) + s b
+            foldedBias[j] = Float(shift[j] + scale[j] * Double(bias?.data[j] ?? 0))
         }
         return (folded, Tensor(shape: [channels], data: foldedBias))
     }
