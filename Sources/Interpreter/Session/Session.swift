@@ -63,6 +63,11 @@ public final class Session {
     public var evaluations: [EvaluationRecord] = []
     /// Data sets read so far, and data sets made in the session, by name.
     public var datasets: [String: CIFAR10] = [:]
+    /// Post-training quantization state: float reference, layers kept float, calibration.
+    public var ptq = PTQState()
+    /// Activation statistics by model state and calibration data, so that switching range
+    /// estimators does not run the model again.
+    public var calibrationCache = CalibrationCache()
     /// The statements that ran successfully, for `history save`.
     public var history: [String] = []
     /// Files being sourced, to refuse a file that sources itself.

@@ -17,7 +17,11 @@ public enum ForwardPass {
     /// in order, with that node's own output; without an observer the executor fuses a
     /// convolution with its following batch norm and ReLU (and an add with its ReLU), which
     /// an observer would need to see separately.
-    public static func run(_ model: Model, input: Tensor, observe: ((Int, Tensor) -> Void)? = nil) throws -> Tensor {
+    ///
+    /// With `observeFused`, the executor keeps its fusions and the observer sees only the outputs
+    /// a deployment runtime materializes (a fused chain reports at the index of its last member).
+    public static func run(_ model: Model, input: Tensor, observe: ((Int, Tensor) -> Void)? = nil,
+                           observeFused: Bool = false) throws -> Tensor {
         guard !model.nodes.isEmpty else {
             throw EngineError(node: model.name, problem: "the model has no nodes")
         }
@@ -28,7 +32,7 @@ public enum ForwardPass {
         if observe == nil, ConvolutionBackend.current == .oneDNN {
             return try CompiledModel(model).run(input)
         }
-        let plan = ExecutionPlan(model, fuse: observe == nil)
+        let plan = ExecutionPlan(model, fuse: observe == nil || observeFused)
         var outputs = [Tensor?](repeating: nil, count: model.nodes.count)
         func value(_ source: Int, for index: Int) throws -> Tensor {
             guard source >= 0, source < model.nodes.count, let value = outputs[source] else {
@@ -85,6 +89,7 @@ public enum ForwardPass {
             case .maxPool(let pooling): return try Kernels.maxPool(inputs[0], pooling)
             case .globalAveragePool: return try Kernels.globalAveragePool(inputs[0])
             case .flatten: return try Kernels.flatten(inputs[0])
+            case .fakeQuantize(let quantizer): return try quantizer.apply(inputs[0], at: node.name)
             }
         } catch let problem as ShapeProblem {
             throw EngineError(node: node.name, problem: problem.problem)

@@ -97,6 +97,9 @@ public enum Operation: Sendable, Equatable {
     case maxPool(Pooling)
     case globalAveragePool
     case flatten
+    /// Rounds an activation tensor onto an integer grid, as a deployment runtime stores it
+    /// between fused layers; inserted by activation quantization.
+    case fakeQuantize(ActivationQuantizer)
 
     /// Conv and linear nodes are the "layers" that selectors count.
     public var isWeightLayer: Bool {
