@@ -13,7 +13,7 @@ struct Qsh: ParsableCommand {
             Exit status: 0 success, 1 recipe error or failed expect, 2 usage error.
             """,
         version: QshVersion.string,
-        subcommands: [Run.self, Check.self],
+        subcommands: [Run.self, Check.self, Test.self],
         defaultSubcommand: Run.self)
 }
 
@@ -33,6 +33,12 @@ struct SessionOptions: ParsableArguments {
 
     func makeSession() throws -> Session {
         let session = Session()
+        try configure(session)
+        return session
+    }
+
+    /// Applies the directories, threads and overrides to a session made elsewhere (e.g. by `qsh test`).
+    func configure(_ session: Session) throws {
         if let models { session.settings.modelsDirectory = models }
         if let data { session.settings.dataDirectory = data }
         if let threads {
@@ -45,7 +51,6 @@ struct SessionOptions: ParsableArguments {
         } catch let error as CommandError {
             throw ValidationError(error.message + (error.hint.map { " (\($0))" } ?? ""))
         }
-        return session
     }
 }
 
@@ -108,6 +113,23 @@ struct Check: ParsableCommand {
             }
         }
         throw ExitCode(status.rawValue)
+    }
+}
+
+struct Test: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the qsh blocks of Markdown files against their output blocks, and recipes with their expect lines.",
+        discussion: "Conventions: docs/doctests.md. Exit status 0 when every file passes, 1 otherwise.")
+
+    @Argument(help: "Markdown files (.md) and recipes (.qs) to test.")
+    var files: [String]
+
+    @OptionGroup var options: SessionOptions
+
+    func run() throws {
+        qsh_install_interrupt_handler()
+        let runner = DocTestRunner(setup: { session in try options.configure(session) })
+        throw ExitCode(runner.run(paths: files, report: StandardStream.output()).rawValue)
     }
 }
 

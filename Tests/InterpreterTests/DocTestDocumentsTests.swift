@@ -1,0 +1,64 @@
+import Foundation
+import Interpreter
+import XCTest
+
+/// The README, the documents under docs/ and the example recipes are tests: a stale example fails here.
+final class DocTestDocumentsTests: XCTestCase {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    /// Models and data from the environment, else the shared folder beside the package.
+    static func useSharedResources(_ session: Session) {
+        let shared = packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
+        let environment = ProcessInfo.processInfo.environment
+        if environment["QSH_MODELS"] == nil { session.settings.modelsDirectory = shared.appendingPathComponent("models").path }
+        if environment["QSH_DATA"] == nil { session.settings.dataDirectory = shared.appendingPathComponent("data").path }
+    }
+
+    /// Full evaluations take minutes in a debug build: there the documents are only checked.
+    static var runsEverything: Bool {
+        #if DEBUG
+        return ProcessInfo.processInfo.environment["QSH_DOCTESTS"] == "run"
+        #else
+        return true
+        #endif
+    }
+
+    static func documents() throws -> [String] {
+        let docs = packageRoot.appendingPathComponent("docs")
+        let names = try FileManager.default.contentsOfDirectory(atPath: docs.path).filter { $0.hasSuffix(".md") }.sorted()
+        let candidates = [packageRoot.appendingPathComponent("README.md").path] + names.map { docs.appendingPathComponent($0).path }
+        return try candidates.filter { path in
+            MarkdownBlocks.extract(from: try String(contentsOfFile: path, encoding: .utf8)).contains { $0.language == "qsh" }
+        }
+    }
+
+    private func assertPasses(_ paths: [String], checkOnly: Bool, file: StaticString = #filePath, line: UInt = #line) {
+        let runner = DocTestRunner(checkOnly: checkOnly, setup: Self.useSharedResources)
+        for path in paths {
+            let result = runner.run(path: path)
+            XCTAssertTrue(result.succeeded, result.failures.map(\.description).joined(separator: "\n\n"), file: file, line: line)
+        }
+    }
+
+    func testTheDocTestGuideRunsInFull() {
+        // It needs no model, so it runs in any build and shows that the conventions it describes hold.
+        let guide = Self.packageRoot.appendingPathComponent("docs/doctests.md").path
+        let result = DocTestRunner().run(path: guide)
+        XCTAssertTrue(result.succeeded, result.failures.map(\.description).joined(separator: "\n\n"))
+        XCTAssertGreaterThanOrEqual(result.passed, 5)
+    }
+
+    func testReadmeAndDocumentsHoldTrue() throws {
+        let documents = try Self.documents()
+        XCTAssertTrue(documents.contains { $0.hasSuffix("README.md") }, "the README shows qsh blocks")
+        assertPasses(documents, checkOnly: !Self.runsEverything)
+    }
+
+    func testExampleRecipesHoldTrue() throws {
+        let examples = Self.packageRoot.appendingPathComponent("examples")
+        let recipes = try FileManager.default.contentsOfDirectory(atPath: examples.path).filter { $0.hasSuffix(".qs") }.sorted()
+        XCTAssertFalse(recipes.isEmpty)
+        assertPasses(recipes.map { examples.appendingPathComponent($0).path }, checkOnly: !Self.runsEverything)
+    }
+}
