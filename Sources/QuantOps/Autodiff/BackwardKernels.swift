@@ -1,0 +1,231 @@
+import CBLAS
+
+/// Gradients of a weight layer's or batch norm's parameters. For a batch norm, `weight` is the
+/// gradient of gamma and `bias` that of beta.
+public struct ParameterGradient: Sendable, Equatable {
+    public var weight: Tensor
+    public var bias: Tensor?
+
+    public init(weight: Tensor, bias: Tensor?) {
+        self.weight = weight
+        self.bias = bias
+    }
+}
+
+/// Per-channel statistics of a batch norm's input measured on the batch itself (training mode).
+public struct BatchStatistics: Sendable, Equatable {
+    public var mean: [Float]
+    /// Biased variance (divided by the number of values per channel), as PyTorch normalizes with.
+    public var variance: [Float]
+}
+
+/// The adjoints of the engine's kernels: given a node's inputs (and output where cheaper) and
+/// the gradient of a scalar with respect to the output, the gradients with respect to the
+/// inputs and parameters. Shape checks throw `ShapeProblem`, as the forward kernels do.
+enum BackwardKernels {
+    /// Inference batch norm is a per-channel affine map: dx = dy * gamma / sigma.
+    static func batchNormInference(input: Tensor, _ norm: BatchNorm, outputGradient: Tensor,
+                                   wantParameters: Bool) -> (input: Tensor, parameters: ParameterGradient?) {
+        let (scale, _) = norm.scaleAndShift()
+        let channels = norm.channels
+        let batch = input.shape[0]
+        let plane = input.count / max(batch * channels, 1)
+        var dx = outputGradient.data
+        dx.withUnsafeMutableBufferPointer { values in
+            for n in 0 ..< batch {
+                for c in 0 ..< channels {
+                    let base = (n * channels + c) * plane
+                    let s = scale[c]
+                    for i in base ..< base + plane { values[i] *= s }
+                }
+            }
+        }
+        var parameters: ParameterGradient? = nil
+        if wantParameters {
+            var gamma = [Double](repeating: 0, count: channels)
+            for n in 0 ..< batch {
+                for c in 0 ..< channels {
+                    let base = (n * channels + c) * plane
+                    let mean = Double(norm.runningMean.data[c])
+                    let inverseSigma = 1 / (Double(norm.runningVar.data[c]) + Double(norm.epsilon)).squareRoot()
+                    var sum = 0.0
+                    for i in base ..< base + plane {
+                        sum += Double(outputGradient.data[i]) * (Double(input.data[i]) - mean) * inverseSigma
+                    }
+                    gamma[c] += sum
+                }
+            }
+            parameters = ParameterGradient(weight: Tensor(shape: norm.gamma.shape, data: gamma.map { Float($0) }),
+                                           bias: Tensor(shape: norm.beta.shape, data: channelSums(outputGradient)))
+        }
+        return (Tensor(shape: input.shape, data: dx), parameters)
+    }
+
+    /// Batch norm normalizing with the batch's own statistics, y = gamma * xhat + beta:
+    /// dx = gamma / sigma * (dy - mean(dy) - xhat * mean(dy * xhat)), per channel.
+    static func batchNormTraining(input: Tensor, _ norm: BatchNorm, statistics: BatchStatistics,
+                                  outputGradient: Tensor) -> (input: Tensor, parameters: ParameterGradient) {
+        let channels = norm.channels
+        let batch = input.shape[0]
+        let plane = input.count / max(batch * channels, 1)
+        let count = Double(batch * plane)
+        var sumGradient = [Double](repeating: 0, count: channels)
+        var sumGradientXhat = [Double](repeating: 0, count: channels)
+        let inverseSigma = (0 ..< channels).map { 1 / (Double(statistics.variance[$0]) + Double(norm.epsilon)).squareRoot() }
+        for n in 0 ..< batch {
+            for c in 0 ..< channels {
+                let base = (n * channels + c) * plane
+                let mean = Double(statistics.mean[c])
+                var sum = 0.0, weighted = 0.0
+                for i in base ..< base + plane {
+                    let dy = Double(outputGradient.data[i])
+                    sum += dy
+                    weighted += dy * (Double(input.data[i]) - mean) * inverseSigma[c]
+                }
+                sumGradient[c] += sum
+                sumGradientXhat[c] += weighted
+            }
+        }
+        var dx = [Float](repeating: 0, count: input.count)
+        for n in 0 ..< batch {
+            for c in 0 ..< channels {
+                let base = (n * channels + c) * plane
+                let mean = Double(statistics.mean[c])
+                let scale = Double(norm.gamma.data[c]) * inverseSigma[c]
+                let meanGradient = sumGradient[c] / count, meanWeighted = sumGradientXhat[c] / count
+                for i in base ..< base + plane {
+                    let xhat = (Double(input.data[i]) - mean) * inverseSigma[c]
+                    dx[i] = Float(scale * (Double(outputGradient.data[i]) - meanGradient - xhat * meanWeighted))
+                }
+            }
+        }
+        let parameters = ParameterGradient(weight: Tensor(shape: norm.gamma.shape, data: sumGradientXhat.map { Float($0) }),
+                                           bias: Tensor(shape: norm.beta.shape, data: sumGradient.map { Float($0) }))
+        return (Tensor(shape: input.shape, data: dx), parameters)
+    }
+
+    /// Passes the gradient where the input lies strictly inside (lower, upper).
+    static func clamp(input: Tensor, outputGradient: Tensor, lower: Float, upper: Float) -> Tensor {
+        var dx = outputGradient.data
+        input.data.withUnsafeBufferPointer { x in
+            dx.withUnsafeMutableBufferPointer { values in
+                for i in values.indices where !(x[i] > lower && x[i] < upper) { values[i] = 0 }
+            }
+        }
+        return Tensor(shape: input.shape, data: dx)
+    }
+
+    /// The adjoint of the option-A shortcut: the kept pixels get their gradient, the rest zero.
+    static func shortcutA(input: Tensor, stride: Int, padChannels: Int, outputGradient: Tensor) -> Tensor {
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let outH = outputGradient.shape[2], outW = outputGradient.shape[3], outC = outputGradient.shape[1]
+        var dx = [Float](repeating: 0, count: input.count)
+        for image in 0 ..< n {
+            for channel in 0 ..< c {
+                let to = (image * c + channel) * h * w
+                let from = (image * outC + channel + padChannels) * outH * outW
+                for y in 0 ..< outH {
+                    for x in 0 ..< outW { dx[to + y * stride * w + x * stride] = outputGradient.data[from + y * outW + x] }
+                }
+            }
+        }
+        return Tensor(shape: input.shape, data: dx)
+    }
+
+    /// Each output spreads its gradient evenly over its window; padded cells count in the
+    /// divisor, as in the forward kernel.
+    static func averagePool(input: Tensor, _ pooling: Pooling, outputGradient: Tensor) -> Tensor {
+        let divisor = Float(pooling.kernel * pooling.kernel)
+        return scatterPool(input: input, pooling, outputGradient: outputGradient) { plane, oy, ox, taps in
+            taps.map { ($0, 1 / divisor) }
+        }
+    }
+
+    /// The gradient goes to the first maximum of each window, the element the forward kept.
+    static func maxPool(input: Tensor, _ pooling: Pooling, outputGradient: Tensor) -> Tensor {
+        scatterPool(input: input, pooling, outputGradient: outputGradient) { plane, oy, ox, taps in
+            var best = -Float.infinity, chosen: Int? = nil
+            for tap in taps where chosen == nil || input.data[tap] > best {
+                best = input.data[tap]
+                chosen = tap
+            }
+            return chosen.map { [($0, Float(1))] } ?? []
+        }
+    }
+
+    /// Walks every pooling window and adds `weight * dy` to the input cells `route` picks.
+    private static func scatterPool(input: Tensor, _ pooling: Pooling, outputGradient: Tensor,
+                                    route: (_ plane: Int, _ oy: Int, _ ox: Int, _ taps: [Int]) -> [(Int, Float)]) -> Tensor {
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let outH = outputGradient.shape[2], outW = outputGradient.shape[3]
+        var dx = [Float](repeating: 0, count: input.count)
+        var taps: [Int] = []
+        taps.reserveCapacity(pooling.kernel * pooling.kernel)
+        for plane in 0 ..< (n * c) {
+            for oy in 0 ..< outH {
+                for ox in 0 ..< outW {
+                    taps.removeAll(keepingCapacity: true)
+                    for ky in 0 ..< pooling.kernel {
+                        let iy = oy * pooling.stride - pooling.padding + ky
+                        if iy < 0 || iy >= h { continue }
+                        for kx in 0 ..< pooling.kernel {
+                            let ix = ox * pooling.stride - pooling.padding + kx
+                            if ix < 0 || ix >= w { continue }
+                            taps.append((plane * h + iy) * w + ix)
+                        }
+                    }
+                    let dy = outputGradient.data[(plane * outH + oy) * outW + ox]
+                    for (index, weight) in route(plane, oy, ox, taps) { dx[index] += weight * dy }
+                }
+            }
+        }
+        return Tensor(shape: input.shape, data: dx)
+    }
+
+    static func globalAveragePool(input: Tensor, outputGradient: Tensor) -> Tensor {
+        let planes = input.shape[0] * input.shape[1]
+        let plane = input.count / max(planes, 1)
+        var dx = [Float](repeating: 0, count: input.count)
+        for index in 0 ..< planes {
+            let share = outputGradient.data[index] / Float(plane)
+            for i in 0 ..< plane { dx[index * plane + i] = share }
+        }
+        return Tensor(shape: input.shape, data: dx)
+    }
+
+    /// y = x W^T + b: dx = dy W, dW = dy^T x, db = column sums of dy.
+    static func linear(input: Tensor, _ layer: Linear, outputGradient: Tensor,
+                       wantInput: Bool, wantParameters: Bool) -> (input: Tensor?, parameters: ParameterGradient?) {
+        let (n, inFeatures, outFeatures) = (input.shape[0], layer.weight.shape[1], layer.weight.shape[0])
+        var inputGradient: Tensor? = nil
+        if wantInput {
+            var dx = [Float](repeating: 0, count: n * inFeatures)
+            outputGradient.data.withUnsafeBufferPointer { dy in
+                layer.weight.data.withUnsafeBufferPointer { w in
+                    dx.withUnsafeMutableBufferPointer { target in
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(inFeatures), Int32(outFeatures),
+                                    1, dy.baseAddress, Int32(outFeatures), w.baseAddress, Int32(inFeatures),
+                                    0, target.baseAddress, Int32(inFeatures))
+                    }
+                }
+            }
+            inputGradient = Tensor(shape: input.shape, data: dx)
+        }
+        var parameters: ParameterGradient? = nil
+        if wantParameters {
+            var dw = [Float](repeating: 0, count: outFeatures * inFeatures)
+            outputGradient.data.withUnsafeBufferPointer { dy in
+                input.data.withUnsafeBufferPointer { x in
+                    dw.withUnsafeMutableBufferPointer { target in
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outFeatures), Int32(inFeatures), Int32(n),
+                                    1, dy.baseAddress, Int32(outFeatures), x.baseAddress, Int32(inFeatures),
+                                    0, target.baseAddress, Int32(inFeatures))
+                    }
+                }
+            }
+            let bias = layer.bias.map { _ in Tensor(shape: [outFeatures], data: channelSums(outputGradient)) }
+            parameters = ParameterGradient(weight: Tensor(shape: layer.weight.shape, data: dw), bias: bias)
+        }
+        return (inputGradient, parameters)
+    }
+}

@@ -1,0 +1,225 @@
+/// How batch norm nodes normalize during a recorded forward pass.
+public enum BatchNormMode: Sendable, Equatable {
+    /// Running statistics, as in evaluation: a fixed per-channel affine map.
+    case inference
+    /// The batch's own mean and biased variance, as in training; the running statistics are
+    /// neither used nor updated.
+    case batchStatistics
+}
+
+/// Gradients of a scalar with respect to the model's input and parameters.
+public struct Gradients: Sendable {
+    /// With respect to the input batch; nil when not asked for.
+    public var input: Tensor?
+    /// By node index: conv and linear weights and biases, batch-norm gamma (`weight`) and beta (`bias`).
+    public var parameters: [Int: ParameterGradient]
+}
+
+/// A forward pass that keeps every node's output, so that gradients can be taken backwards.
+///
+/// The forward pass runs node by node through the engine's own kernels (`ForwardPass.evaluate`);
+/// the tape only remembers what each backward kernel needs. It is a value: running `backward`
+/// several times with different seeds is allowed.
+public struct GradientTape: Sendable {
+    public let model: Model
+    public let batchNormMode: BatchNormMode
+    /// The last node that was run; later nodes are not part of the tape.
+    public let lastNode: Int
+    /// Every node's output up to `lastNode`.
+    public private(set) var outputs: [Tensor]
+    /// Batch statistics of each batch norm node, in `.batchStatistics` mode.
+    public private(set) var batchStatistics: [Int: BatchStatistics] = [:]
+
+    /// Runs `model` on `input` up to and including node `lastNode` (default: the whole model).
+    public init(model: Model, input: Tensor, batchNormMode: BatchNormMode = .inference, through lastNode: Int? = nil) throws {
+        guard !model.nodes.isEmpty else { throw EngineError(node: model.name, problem: "the model has no nodes") }
+        let last = lastNode ?? model.nodes.count - 1
+        guard last >= 0, last < model.nodes.count else {
+            throw EngineError(node: model.name, problem: "node \(last) is outside the model's \(model.nodes.count) nodes")
+        }
+        guard input.rank == 4 else {
+            throw EngineError(node: model.nodes[0].name, problem: "expected an image batch (N, C, H, W), got \(describeShape(input.shape))")
+        }
+        self.model = model
+        self.batchNormMode = batchNormMode
+        self.lastNode = last
+        outputs = []
+        outputs.reserveCapacity(last + 1)
+        for index in 0 ... last {
+            let node = model.nodes[index]
+            let inputs = try node.inputs.map { source -> Tensor in
+                guard source >= 0, source < index else {
+                    throw EngineError(node: node.name, problem: "input \(source) is not an earlier node of the model")
+                }
+                return outputs[source]
+            }
+            switch node.operation {
+            case .input:
+                outputs.append(input)
+            case .batchNorm(let norm) where batchNormMode == .batchStatistics:
+                guard inputs.count == 1 else {
+                    throw EngineError(node: node.name, problem: "takes 1 input, was given \(inputs.count)")
+                }
+                let statistics = try Self.measure(inputs[0], channels: norm.channels, node: node.name)
+                batchStatistics[index] = statistics
+                var batchNorm = norm
+                batchNorm.runningMean = Tensor(shape: norm.runningMean.shape, data: statistics.mean)
+                batchNorm.runningVar = Tensor(shape: norm.runningVar.shape, data: statistics.variance)
+                outputs.append(try ForwardPass.evaluate(Node(name: node.name, operation: .batchNorm(batchNorm), inputs: node.inputs),
+                                                        inputs: inputs))
+            default:
+                outputs.append(try ForwardPass.evaluate(node, inputs: inputs))
+            }
+        }
+    }
+
+    /// The output of the last node on the tape.
+    public var output: Tensor { outputs[lastNode] }
+
+    /// Per-channel mean and biased variance over batch and space, accumulated in Double.
+    public static func measure(_ input: Tensor, channels: Int, node: String) throws -> BatchStatistics {
+        guard input.rank >= 2, input.shape[1] == channels else {
+            throw EngineError(node: node, problem: "batch norm over \(channels) channels cannot take input \(describeShape(input.shape))")
+        }
+        let batch = input.shape[0]
+        let plane = input.count / max(batch * channels, 1)
+        let count = Double(batch * plane)
+        var sums = [Double](repeating: 0, count: channels)
+        var squares = [Double](repeating: 0, count: channels)
+        input.data.withUnsafeBufferPointer { x in
+            for n in 0 ..< batch {
+                for c in 0 ..< channels {
+                    let base = (n * channels + c) * plane
+                    var sum = 0.0, square = 0.0
+                    for i in base ..< base + plane {
+                        let v = Double(x[i])
+                        sum += v
+                        square += v * v
+                    }
+                    sums[c] += sum
+                    squares[c] += square
+                }
+            }
+        }
+        var mean = [Float](repeating: 0, count: channels)
+        var variance = [Float](repeating: 0, count: channels)
+        for c in 0 ..< channels {
+            let m = sums[c] / count
+            mean[c] = Float(m)
+            variance[c] = Float(max(squares[c] / count - m * m, 0))
+        }
+        return BatchStatistics(mean: mean, variance: variance)
+    }
+
+    /// Gradients of the scalar `sum over seeds of <seed, output of node>`.
+    ///
+    /// `seeds[node]` is the gradient of the scalar with respect to that node's output; seeding
+    /// several nodes adds their contributions, which is how a loss over intermediate outputs
+    /// (such as batch statistics) is differentiated. With `parameters == false` no weight
+    /// gradient is formed, which saves a GEMM per convolution when only the input matters.
+    public func backward(seeds: [Int: Tensor], input wantInput: Bool = true, parameters wantParameters: Bool = true) throws -> Gradients {
+        var gradients = [Tensor?](repeating: nil, count: lastNode + 1)
+        for (index, seed) in seeds {
+            guard index >= 0, index <= lastNode else {
+                throw EngineError(node: model.name, problem: "seed for node \(index), which is not on the tape (0...\(lastNode))")
+            }
+            guard seed.shape == outputs[index].shape else {
+                throw EngineError(node: model.nodes[index].name,
+                                  problem: "seed \(describeShape(seed.shape)) does not match the output \(describeShape(outputs[index].shape))")
+            }
+            gradients[index] = seed
+        }
+        // Nodes whose inputs need no gradient: nothing upstream of them leads to a parameter or
+        // (when asked) the input.
+        let needed = nodesNeedingGradient(wantInput: wantInput, wantParameters: wantParameters)
+        var result = Gradients(input: nil, parameters: [:])
+        for index in stride(from: lastNode, through: 0, by: -1) {
+            guard let outputGradient = gradients[index] else { continue }
+            gradients[index] = nil
+            let node = model.nodes[index]
+            let inputs = node.inputs.map { outputs[$0] }
+            let wantsInputGradient = node.inputs.contains { needed[$0] }
+            do {
+                let step = try backwardStep(index: index, node: node, inputs: inputs, outputGradient: outputGradient,
+                                            wantInput: wantsInputGradient, wantParameters: wantParameters)
+                if let parameters = step.parameters { result.parameters[index] = parameters }
+                if node.operation == .input {
+                    if wantInput { result.input = outputGradient }
+                    continue
+                }
+                for (source, gradient) in zip(node.inputs, step.inputs) where needed[source] {
+                    guard let gradient else { continue }
+                    if let existing = gradients[source] {
+                        gradients[source] = try Kernels.add(existing, gradient)
+                    } else {
+                        gradients[source] = gradient
+                    }
+                }
+            } catch let problem as ShapeProblem {
+                throw EngineError(node: node.name, problem: problem.problem)
+            }
+        }
+        return result
+    }
+
+    /// Whether each node's output gradient is worth computing: the node is the input (when its
+    /// gradient is asked for), has parameters (when theirs are), or reads such a node.
+    private func nodesNeedingGradient(wantInput: Bool, wantParameters: Bool) -> [Bool] {
+        var needed = [Bool](repeating: false, count: lastNode + 1)
+        for index in 0 ... lastNode {
+            let node = model.nodes[index]
+            switch node.operation {
+            case .input: needed[index] = wantInput
+            case .conv, .linear, .batchNorm: needed[index] = wantParameters || node.inputs.contains { needed[$0] }
+            default: needed[index] = node.inputs.contains { needed[$0] }
+            }
+        }
+        return needed
+    }
+
+    private func backwardStep(index: Int, node: Node, inputs: [Tensor], outputGradient: Tensor,
+                              wantInput: Bool, wantParameters: Bool) throws -> (inputs: [Tensor?], parameters: ParameterGradient?) {
+        switch node.operation {
+        case .input:
+            return ([], nil)
+        case .conv(let conv):
+            let step = try BackwardKernels.conv2d(input: inputs[0], conv, outputGradient: outputGradient,
+                                                  wantInput: wantInput, wantParameters: wantParameters)
+            return ([step.input], step.parameters)
+        case .linear(let layer):
+            let step = BackwardKernels.linear(input: inputs[0], layer, outputGradient: outputGradient,
+                                              wantInput: wantInput, wantParameters: wantParameters)
+            return ([step.input], step.parameters)
+        case .batchNorm(let norm):
+            if let statistics = batchStatistics[index] {
+                let step = BackwardKernels.batchNormTraining(input: inputs[0], norm, statistics: statistics,
+                                                             outputGradient: outputGradient)
+                return ([step.input], wantParameters ? step.parameters : nil)
+            }
+            let step = BackwardKernels.batchNormInference(input: inputs[0], norm, outputGradient: outputGradient,
+                                                          wantParameters: wantParameters)
+            return ([step.input], step.parameters)
+        case .relu:
+            return ([BackwardKernels.clamp(input: inputs[0], outputGradient: outputGradient, lower: 0, upper: .infinity)], nil)
+        case .relu6:
+            return ([BackwardKernels.clamp(input: inputs[0], outputGradient: outputGradient, lower: 0, upper: 6)], nil)
+        case .add:
+            return ([outputGradient, outputGradient], nil)
+        case .shortcutA(let stride, let padChannels):
+            return ([BackwardKernels.shortcutA(input: inputs[0], stride: stride, padChannels: padChannels,
+                                               outputGradient: outputGradient)], nil)
+        case .averagePool(let pooling):
+            return ([BackwardKernels.averagePool(input: inputs[0], pooling, outputGradient: outputGradient)], nil)
+        case .maxPool(let pooling):
+            return ([BackwardKernels.maxPool(input: inputs[0], pooling, outputGradient: outputGradient)], nil)
+        case .globalAveragePool:
+            return ([BackwardKernels.globalAveragePool(input: inputs[0], outputGradient: outputGradient)], nil)
+        case .flatten:
+            return ([outputGradient.reshaped(inputs[0].shape)], nil)
+        default:
+            // Operations added to the engine after this tape was written must get an adjoint here
+            // before gradients flow through them.
+            throw EngineError(node: node.name, problem: "has no gradient: \(node.operation) is not differentiable by the tape")
+        }
+    }
+}
