@@ -53,7 +53,10 @@ public enum WeightPrecision: Sendable, Equatable {
         case .ternary: return "ternary"
         case .binary: return "binary"
         case .uniform(let bits, let scheme, let grid):
-            return "\(bits)-bit \(scheme.rawValue)" + (grid.granularity == .channel ? "/ch" : "")
+            let perChannel = grid.granularity == .channel ? "/ch" : ""
+            // A compensated ternary or binary layer keeps its codes under per-channel scales.
+            if scheme == .symmetric && grid.levels == -1...1 { return (bits == 1 ? "binary" : "ternary") + perChannel }
+            return "\(bits)-bit \(scheme.rawValue)" + perChannel
         }
     }
 }
