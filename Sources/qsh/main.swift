@@ -63,7 +63,23 @@ struct Run: ParsableCommand {
     @Option(name: .customShort("c"), help: ArgumentHelp("Run this recipe text.", valueName: "recipe"))
     var command: String?
 
+    @Option(name: .customLong("json"), help: ArgumentHelp("Write a JSON report of the run (evals, checksums, timings) to this file.", valueName: "file"))
+    var jsonReport: String?
+
     @OptionGroup var options: SessionOptions
+
+    /// Writes the report, if asked for, then exits with the recipe's status.
+    private func finish(_ status: ExitStatus, session: Session) throws -> Never {
+        if let jsonReport {
+            do {
+                try RunReport(session: session, exitStatus: status).write(to: jsonReport)
+            } catch {
+                session.errors.line("error: \(error)")
+                throw ExitCode(ExitStatus.recipeFailed.rawValue)
+            }
+        }
+        throw ExitCode(status.rawValue)
+    }
 
     func run() throws {
         let session = try options.makeSession()
@@ -71,23 +87,24 @@ struct Run: ParsableCommand {
         if file != nil && command != nil { throw ValidationError("give either a file or -c, not both") }
         let runner = RecipeRunner(session: session)
         if let command {
-            throw ExitCode(runner.run(text: command, fileName: "<-c>").rawValue)
+            try finish(runner.run(text: command, fileName: "<-c>"), session: session)
         }
         if let file {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                 throw ValidationError("cannot read recipe '\(file)': no such file or not UTF-8 text")
             }
-            throw ExitCode(runner.run(text: text, fileName: file).rawValue)
+            try finish(runner.run(text: text, fileName: file), session: session)
         }
         if isatty(STDIN_FILENO) != 0 {
             let reader = ReadlineReader(session: session)
             session.output.line("qsh \(QshVersion.string): type 'help' for commands, Ctrl-D to leave.")
             Repl(interpreter: Interpreter(session: session), reader: reader).run()
             reader.saveHistory()
+            if jsonReport != nil { try finish(.success, session: session) }
             return
         }
         let input = FileHandle.standardInput.readDataToEndOfFile()
-        throw ExitCode(runner.run(text: String(decoding: input, as: UTF8.self), fileName: "<stdin>").rawValue)
+        try finish(runner.run(text: String(decoding: input, as: UTF8.self), fileName: "<stdin>"), session: session)
     }
 }
 

@@ -32,6 +32,22 @@ public struct EvaluationRecord: Sendable {
     public var top1: Double
     public var top5: Double
     public var seconds: Double
+    /// The recipe's variables when the eval ran, so that plots and reports can show what was swept.
+    public var variables: [String: RuntimeValue] = [:]
+    /// SHA-256 of the checkpoint the evaluated model came from.
+    public var modelChecksum: String?
+
+    public init(state: String, dataset: String, images: Int, top1: Double, top5: Double, seconds: Double,
+                variables: [String: RuntimeValue] = [:], modelChecksum: String? = nil) {
+        self.state = state
+        self.dataset = dataset
+        self.images = images
+        self.top1 = top1
+        self.top5 = top5
+        self.seconds = seconds
+        self.variables = variables
+        self.modelChecksum = modelChecksum
+    }
 }
 
 /// Settings a recipe changes with `set`.
@@ -60,7 +76,20 @@ public final class Session {
     public var loaded: ModelState?
     public var undoStack: [ModelState?] = []
     public var snapshots: [String: ModelState] = [:]
-    public var evaluations: [EvaluationRecord] = []
+    public var evaluations: [EvaluationRecord] = [] {
+        didSet {
+            // New records are stamped here so that every command that evaluates records the same context.
+            guard evaluations.count > oldValue.count else { return }
+            for index in oldValue.count..<evaluations.count {
+                if evaluations[index].variables.isEmpty { evaluations[index].variables = variables }
+                evaluations[index].modelChecksum = evaluations[index].modelChecksum ?? current?.checksum
+            }
+        }
+    }
+    /// The last `analyze` result, for `plot analysis`.
+    public var lastAnalysis: LayerErrorReport?
+    /// Seeds of the random draws made so far, by what drew them (e.g. `"calibrate"`), for reports.
+    public var seeds: [String: UInt64] = [:]
     /// Data sets read so far, and data sets made in the session, by name.
     public var datasets: [String: CIFAR10] = [:]
     /// Post-training quantization state: float reference, layers kept float, calibration.
@@ -76,6 +105,8 @@ public final class Session {
     public var sources: [String: SourceFile] = [:]
 
     public static let undoDepth = 64
+    /// When the session began, for the timings of reports.
+    public let startedAt = Date()
 
     public init(registry: CommandRegistry = .standard, output: OutputSink = StandardStream.output(),
                 errors: OutputSink = StandardStream.error()) {
