@@ -93,7 +93,6 @@ final class GradientTests: XCTestCase {
                 reference += numeric * numeric
             }
             let relative = difference.squareRoot() / max(reference.squareRoot(), 1e-6)
-            if ProcessInfo.processInfo.environment["GRADIENT_DEBUG"] != nil { print(label, relative, reference.squareRoot()) }
             XCTAssertLessThan(relative, tolerance, "\(label): analytic vs finite-difference gradient", file: file, line: line)
         }
 
