@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d ../shared/models ] && export QSH_MODELS="${QSH_MODELS:-$PWD/../shared/models}"
 [ -d ../shared/data ] && export QSH_DATA="${QSH_DATA:-$PWD/../shared/data}"
-swift build -c release
+# One release build serves the tests and the end-to-end runs of the qsh binary beside them.
 swift test -c release "$@"
