@@ -154,9 +154,10 @@ public enum Distillation {
                     images[k] = project(value, at: k)
                 }
             }
-            if !isFinalCheck { completed = step + 1 }
-            let mean = losses.reduce(0, +) / Double(ranges.count)
-            progress(DistillationProgress(step: isFinalCheck ? options.steps : step + 1, steps: options.steps, loss: mean,
+            // The final check only scores the last update; the last step already reported.
+            if isFinalCheck { break }
+            completed = step + 1
+            progress(DistillationProgress(step: step + 1, steps: options.steps, loss: losses.reduce(0, +) / Double(ranges.count),
                                           bestLoss: bestLoss.reduce(0, +) / Double(ranges.count),
                                           seconds: (clock.now - start).seconds))
         }

@@ -1,0 +1,101 @@
+import CShims
+import Foundation
+import QuantOps
+
+/// Data-free calibration data: images distilled from the model's own batch-norm statistics,
+/// and the commands that keep data sets in files.
+enum DistillCommands {
+    static var all: [CommandSpec] {
+        [distill, saveData, loadData]
+    }
+
+    /// The data set `distill` creates.
+    static let distilledName = "distilled"
+
+    static let distill = CommandSpec(
+        ["distill"], group: .quantization,
+        summary: "Distill calibration images from the float model's BN statistics (data-free)",
+        help: """
+            Starts from Gaussian noise and optimizes the pixels with Adam so that the input of every batch norm has, over each batch, the mean and standard deviation of that batch norm's running statistics (ZeroQ). The loss is the sum over BN layers of the channel mean of (mu_batch - mu)^2 + (sigma_batch - sigma)^2. The result is the data set 'distilled', usable wherever a data set name goes ('recalibrate bn data=distilled'); pixels are stored as bytes, and labels are the classes the model predicts. Run it on the float model, before 'fold bn'. Ctrl-C stops early and keeps the best images so far. The same seed gives the same images on the same machine and thread count.
+            """,
+        options: [
+            OptionParameter("samples", .integer(1...100_000), default: .integer(256), help: "how many images"),
+            OptionParameter("steps", .integer(0...100_000), default: .integer(200), help: "Adam steps per batch"),
+            OptionParameter("lr", .number(0.000001...100), default: .number(0.2), help: "Adam learning rate on normalized pixels"),
+            OptionParameter("batch", .integer(1...100_000), default: .integer(64), help: "images whose statistics are matched together"),
+            OptionParameter("seed", .integer(0...Int.max), default: .integer(0), help: "seed of the Gaussian start"),
+            OptionParameter("clamp", .boolean, default: .boolean(true), help: "keep pixels in [0, 1] while optimizing"),
+            OptionParameter("name", .text, default: .word(distilledName), help: "name of the data set to create"),
+        ],
+        examples: ["distill", "distill samples=256 steps=200 lr=0.2 batch=64 seed=0", "distill samples=64 steps=50 name=quick"]
+    ) { invocation, session in
+        let state = try session.requireModel(for: "distill")
+        let options = DistillationOptions(samples: invocation.int("samples") ?? 256, steps: invocation.int("steps") ?? 200,
+                                          learningRate: Float(invocation.double("lr") ?? 0.2),
+                                          batchSize: invocation.int("batch") ?? 64,
+                                          seed: UInt64(invocation.int("seed") ?? 0),
+                                          clampToPixelRange: invocation.bool("clamp") ?? true)
+        let name = invocation.string("name") ?? distilledName
+        if CIFAR10.knownNames.contains(name) {
+            throw CommandError("'\(name)' names a real data set", hint: "choose another name with name=NAME")
+        }
+        let reportEvery = max(1, options.steps / 10)
+        let showProgress = session.settings.progress
+        let result = try Distillation.run(
+            model: state.model, options: options, shouldStop: { qsh_interrupt_requested() != 0 },
+            progress: { report in
+                guard showProgress, report.step % reportEvery == 0 || report.step == report.steps else { return }
+                session.errors.line(String(format: "distill step %d/%d  loss %.4f  best %.4f  %.1f s",
+                                           report.step, report.steps, report.loss, report.bestLoss, report.seconds))
+            })
+        let dataset = try Distillation.dataset(named: name, images: result.images, model: state.model)
+        session.datasets[name] = dataset
+        session.values["distill_loss"] = result.finalLoss
+        let classes = Set(dataset.labels).count
+        var summary = String(format: "distilled %d images as '%@' in %.1f s: BN statistics loss %.4f -> %.4f, %d steps, %d of 10 classes predicted",
+                             dataset.count, name, result.seconds, result.initialLoss, result.finalLoss,
+                             result.stepsCompleted, classes)
+        if result.interrupted { summary += " (interrupted: kept the best images so far)" }
+        session.output.line(summary)
+    }
+
+    static let saveData = CommandSpec(
+        ["save", "data"], group: .model, summary: "Write a data set in the CIFAR-10 binary layout",
+        help: "Each image is 1 label byte and 3072 pixel bytes (R, G, B planes of 32x32), the layout of CIFAR-10's .bin files, so 'load data' and other tools read it back. The file appears only when complete.",
+        positionals: [
+            Positional("data", .text, help: "a data set name, e.g. distilled"),
+            Positional("file", keyword: "to", .path, help: "the .bin file to write"),
+        ],
+        examples: ["save data distilled to \"distilled-resnet20.bin\""]
+    ) { invocation, session in
+        let name = invocation.string("data") ?? distilledName
+        let dataset = try session.dataset(named: name)
+        let path = invocation.string("file") ?? ""
+        try dataset.write(to: URL(fileURLWithPath: path))
+        session.output.line("saved \(dataset.count) images of '\(name)' to \(path)")
+    }
+
+    static let loadData = CommandSpec(
+        ["load", "data"], group: .model, summary: "Read a data set in the CIFAR-10 binary layout",
+        help: "Reads a file written by 'save data' (or any CIFAR-10 .bin batch) as a named data set, usable wherever a data set name goes.",
+        positionals: [
+            Positional("file", .path, help: "the .bin file to read"),
+            Positional("name", keyword: "as", .text, optional: true, help: "the data set's name (default: distilled)"),
+        ],
+        examples: ["load data \"distilled-resnet20.bin\" as distilled"]
+    ) { invocation, session in
+        let path = invocation.string("file") ?? ""
+        let name = invocation.string("name") ?? distilledName
+        if CIFAR10.knownNames.contains(name) {
+            throw CommandError("'\(name)' names a real data set", hint: "choose another name with 'as NAME'")
+        }
+        let dataset: CIFAR10
+        do {
+            dataset = try CIFAR10(name: name, files: [URL(fileURLWithPath: path)])
+        } catch {
+            throw CommandError(String(describing: error), hint: "the file must hold 3073-byte CIFAR-10 records, e.g. written by 'save data'")
+        }
+        session.datasets[name] = dataset
+        session.output.line("loaded \(dataset.count) images from \(path) as '\(name)'")
+    }
+}
