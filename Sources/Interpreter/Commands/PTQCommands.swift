@@ -13,6 +13,12 @@ public struct PTQState: Sendable {
     public var keptFloat: Set<String> = []
     /// The last calibration, re-applied when quantizers are placed again on the same model.
     public var lastCalibration: CalibrationRequest?
+    /// Per-channel pre-activation distributions from the loaded model's batch norms, rescaled by
+    /// `equalize`; bias correction reads them once `fold bn` has removed the batch norms.
+    public var priors: ChannelPriors?
+    /// The last layer-wise error analysis, for reports and figures.
+    public var lastAnalysis: LayerErrorAnalysis?
+    public var lastSensitivity: SensitivityReport?
 
     public init() {}
 }
@@ -28,7 +34,7 @@ public struct CalibrationRequest: Sendable {
 /// Post-training quantization for 8-bit deployment (methods.md §4).
 enum PTQCommands {
     static var all: [CommandSpec] {
-        [quantizeWeights, quantizeActivations, keepFloat, calibrate]
+        [quantizeWeights, quantizeActivations, keepFloat, calibrate, equalize, biasCorrect, analyze, sensitivity]
     }
 
     // MARK: - Quantization
@@ -226,6 +232,173 @@ enum PTQCommands {
     static func sampleIndices(_ dataset: CIFAR10, samples: Int) -> [Int] {
         let count = min(max(1, samples), dataset.count)
         return Evaluation.indices(count: dataset.count, limit: count, stride: max(1, dataset.count / count))
+    }
+
+    // MARK: - Data-free tools
+
+    static let equalize = CommandSpec(
+        ["equalize"], group: .quantization, summary: "Cross-layer equalization of conv pairs with a ReLU between them",
+        help: "For conv1 -> ReLU -> conv2: output channel j of conv1 is divided by s_j = sqrt(r1_j / r2_j) and input channel j of conv2 multiplied by it (r: per-channel weight ranges), so both ranges become sqrt(r1_j r2_j). ReLU commutes with positive scales, so the float logits do not change. Needs BN folded and float weights: run after 'fold bn', before 'quantize'.",
+        examples: ["fold bn; equalize; quantize weights granularity=tensor"],
+        changesModel: true
+    ) { invocation, session in
+        var model = try session.requireModel(for: "equalize").model
+        syncWithLoad(session)
+        var priors = try channelPriors(session)
+        let pairs = try Equalization.apply(&model)
+        guard !pairs.isEmpty else {
+            session.output.line("no conv -> ReLU -> conv pair to equalize")
+            return
+        }
+        BiasCorrection.rescale(&priors, for: pairs)
+        session.ptq.priors = priors
+        // The float model changed: the next quantization takes a new reference.
+        session.ptq.floatReference = nil
+        session.commit(model, step: invocation.text)
+        let scales = pairs.flatMap(\.scales)
+        session.output.line(String(format: "equalized %d conv pairs; channel scales in [%.3f, %.3f]", pairs.count,
+                                   scales.min() ?? 1, scales.max() ?? 1))
+    }
+
+    static let biasCorrect = CommandSpec(
+        ["biascorrect"], group: .quantization, summary: "Data-free bias correction of quantized layers",
+        help: "Subtracts E[(W_q - W) x] from each quantized layer's bias. E[x] per input channel comes from batch-norm statistics: the pre-activation of a conv followed by BN is N(beta, gamma^2), a ReLU turns it into a clipped normal, residual adds sum the means. The statistics are taken from the loaded model's batch norms (and follow 'equalize'), so it works after 'fold bn'. Run after 'quantize weights'.",
+        examples: ["fold bn; quantize weights bits=4; biascorrect"],
+        changesModel: true
+    ) { invocation, session in
+        var model = try session.requireModel(for: "biascorrect").model
+        syncWithLoad(session)
+        guard model.weightLayers.contains(where: { $0.precision.isQuantized }) else {
+            throw CommandError("'biascorrect' corrects quantized layers, and no layer is quantized", hint: "run 'quantize weights' first")
+        }
+        let reference = try floatReference(for: session)
+        var priors = try channelPriors(session)
+        // Batch norms still in the model describe their layers directly.
+        priors.merge(BiasCorrection.priors(fromBatchNormsOf: model)) { _, current in current }
+        let corrected = try BiasCorrection.correct(&model, reference: reference, priors: priors)
+        guard !corrected.isEmpty else {
+            throw CommandError("no quantized layer has an input the batch-norm statistics describe",
+                               hint: "bias correction needs batch norms in the loaded model")
+        }
+        session.commit(model, step: invocation.text)
+        session.output.line(String(format: "bias-corrected %d layers (%@); largest expected shift removed %.4g",
+                                   corrected.count, describeLayers(corrected.map(\.layer)),
+                                   corrected.map(\.largestShift).max() ?? 0))
+    }
+
+    /// The batch-norm priors of the loaded model, computed once per load.
+    static func channelPriors(_ session: Session) throws -> ChannelPriors {
+        if let priors = session.ptq.priors { return priors }
+        guard let loaded = session.loaded?.model else {
+            throw CommandError("there is no loaded model to read batch-norm statistics from", hint: "load one first, e.g. 'load resnet20'")
+        }
+        let priors = BiasCorrection.priors(fromBatchNormsOf: loaded)
+        session.ptq.priors = priors
+        return priors
+    }
+
+    // MARK: - Analysis
+
+    static let analyze = CommandSpec(
+        ["analyze"], group: .analysis, summary: "Per-layer error of the quantized model against the float one",
+        help: "Runs the float model (as it was before quantization) and the quantized model on the same calibration images and compares, for each layer, the output a runtime stores (after its fused BN/add/ReLU and its activation quantizer): RMSE and SQNR = 10 log10(sum f^2 / sum (f - q)^2). 'own dB' removes the noise the layer's input already carried (noise powers add), so its lowest value marks the layer that breaks accuracy. The result is kept as sqnr_min, sqnr_worst_layer and sqnr_harmful_layer.",
+        options: [
+            OptionParameter("data", .text, default: .word("cifar10-train"), help: "images to compare on"),
+            OptionParameter("samples", .integer(1...100_000), default: .integer(256), help: "how many images"),
+            OptionParameter("order", .choice(["model", "sorted"]), default: .word("model"), help: "model order, or worst SQNR first"),
+            OptionParameter("batch", .integer(1...10_000), default: .integer(32), help: "images per forward pass"),
+        ],
+        examples: ["analyze data=cifar10-train samples=256", "analyze order=sorted"]
+    ) { invocation, session in
+        let state = try session.requireModel(for: "analyze")
+        syncWithLoad(session)
+        let reference = try floatReference(for: session)
+        let name = invocation.string("data") ?? "cifar10-train"
+        let dataset = try session.dataset(named: name)
+        let indices = sampleIndices(dataset, samples: invocation.int("samples") ?? 256)
+        let batchSize = invocation.int("batch") ?? 32
+        let progress = ProgressBar("analyze", sink: session.errors, enabled: session.settings.progress)
+        let result = try LayerAnalysis.compare(
+            reference: reference, quantized: state.model, batchCount: (indices.count + batchSize - 1) / batchSize,
+            batch: { batch in
+                progress.update(done: batch * batchSize, total: indices.count)
+                return dataset.batch(indices[(batch * batchSize)..<min(indices.count, (batch + 1) * batchSize)],
+                                     normalization: state.model.normalization)
+            }, shouldStop: { qsh_interrupt_requested() != 0 })
+        progress.finish()
+        guard let analysis = result else { throw Interrupted() }
+        session.ptq.lastAnalysis = analysis
+        var order = Array(analysis.rows.indices)
+        if invocation.string("order") == "sorted" { order.sort { analysis.rows[$0].sqnr < analysis.rows[$1].sqnr } }
+        var table = TextTable(["layer", "name", "RMSE", "SQNR dB", "own dB", ""],
+                              alignments: [.right, .left, .right, .right, .right, .left])
+        for index in order {
+            let row = analysis.rows[index]
+            var marks: [String] = []
+            if index == analysis.worst { marks.append("<- worst") }
+            if index == analysis.mostHarmful { marks.append("<- adds the most noise") }
+            table.add([String(row.layer), row.name, String(format: "%.4g", row.rmse), decibels(row.sqnr),
+                       decibels(row.ownSQNR), marks.joined(separator: " ")])
+        }
+        session.output.line("layer-wise error on \(analysis.images) images of \(name), float reference vs \(state.summary)")
+        session.output.line(table.render())
+        if let worst = analysis.worst {
+            session.values["sqnr_min"] = analysis.rows[worst].sqnr
+            session.values["sqnr_worst_layer"] = Double(analysis.rows[worst].layer)
+        }
+        if let harmful = analysis.mostHarmful {
+            session.values["sqnr_harmful_layer"] = Double(analysis.rows[harmful].layer)
+            session.output.line("layer \(analysis.rows[harmful].layer) adds the most noise; try 'keep layer \(analysis.rows[harmful].layer) float' or 'quantize activations layer \(analysis.rows[harmful].layer) bits=16'")
+        }
+    }
+
+    static let sensitivity = CommandSpec(
+        ["sensitivity"], group: .analysis, summary: "Quantize one layer at a time, then keep one layer float at a time",
+        help: "For every layer: accuracy and logit SQNR with only that layer quantized (weights and output activations; the rest float), then with only that layer float (the rest quantized), on a strided test subset. Suggests the 'keep layer N float' lines that recover the most accuracy.",
+        options: [
+            OptionParameter("data", .text, default: .word("cifar10"), help: "labelled images"),
+            OptionParameter("stride", .integer(1...10_000), default: .integer(20), help: "every K-th image (the test file is sorted by class)"),
+            OptionParameter("samples", .integer(1...100_000), help: "at most this many images after striding"),
+            OptionParameter("suggest", .integer(0...100), default: .integer(3), help: "how many 'keep' lines to suggest"),
+        ],
+        examples: ["sensitivity", "sensitivity stride=10 samples=500"]
+    ) { invocation, session in
+        let state = try session.requireModel(for: "sensitivity")
+        syncWithLoad(session)
+        let reference = try floatReference(for: session)
+        let name = invocation.string("data") ?? "cifar10"
+        let dataset = try session.dataset(named: name)
+        let indices = Evaluation.indices(count: dataset.count, limit: invocation.int("samples"), stride: invocation.int("stride") ?? 20)
+        let images = dataset.batch(indices, normalization: state.model.normalization)
+        let labels = indices.map { Int(dataset.labels[$0]) }
+        let result = try Sensitivity.run(reference: reference, quantized: state.model, images: images, labels: labels,
+                                         shouldStop: { qsh_interrupt_requested() != 0 })
+        guard let report = result else { throw Interrupted() }
+        session.ptq.lastSensitivity = report
+        var table = TextTable(["layer", "name", "alone top-1", "alone dB", "kept float top-1", "kept dB"],
+                              alignments: [.right, .left, .right, .right, .right, .right])
+        for row in report.layers {
+            table.add([String(row.layer), row.name, String(format: "%.2f", row.alone.top1), decibels(row.alone.sqnr),
+                       String(format: "%.2f", row.keptFloat.top1), decibels(row.keptFloat.sqnr)])
+        }
+        session.output.line(String(format: "sensitivity on %d images of %@ (stride %d): float %.2f%%, quantized %.2f%% (logit SQNR %@), %.1f s",
+                                   report.images, name, invocation.int("stride") ?? 20, report.float.top1, report.quantized.top1,
+                                   decibels(report.quantized.sqnr), report.seconds))
+        session.output.line(table.render())
+        session.values["sensitivity_seconds"] = report.seconds
+        let recoveries = report.recoveries(limit: invocation.int("suggest") ?? 3)
+        if recoveries.isEmpty {
+            session.output.line("no single layer kept float improves accuracy on this subset")
+        } else {
+            session.output.line("suggested mixed precision (before 'calibrate'):")
+            for recovery in recoveries {
+                session.output.line(String(format: "  keep layer %d float   # +%.2f points", recovery.layer, recovery.gain))
+            }
+        }
+    }
+
+    static func decibels(_ value: Double) -> String {
+        value.isFinite ? String(format: "%.1f", value) : "inf"
     }
 
     // MARK: - Float reference
