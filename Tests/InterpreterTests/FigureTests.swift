@@ -46,6 +46,9 @@ final class FigureTests: XCTestCase {
         XCTAssertEqual(ticks.last ?? 0, 1.0, accuracy: 1e-12)
         XCTAssertEqual(ticks.count, 7)
         XCTAssertEqual(AxisTicks(covering: 5, 5, count: 5).values.count > 1, true, "a single value still gets an axis")
+        XCTAssertEqual(AxisTicks(covering: 3, 6, count: 8, integers: true).values, [3, 4, 5, 6], "bit widths have no halves")
+        XCTAssertEqual(AxisTicks(covering: 0, 0.6, count: 6).values.map { AxisTicks(covering: 0, 0.6, count: 6).label($0) },
+                       ["0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6"])
     }
 
     func testHistogramFigureHasTitleAxesLegendAndPanels() throws {

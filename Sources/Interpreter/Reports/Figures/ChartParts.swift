@@ -28,7 +28,8 @@ public struct AxisTicks: Sendable {
     /// The span from the first to the last tick, which covers the data.
     public var domain: ClosedRange<Double> { (values.first ?? 0)...(values.last ?? 1) }
 
-    public init(covering low: Double, _ high: Double, count: Int = 5) {
+    /// With `integers`, ticks fall on whole numbers only (bit widths, counts).
+    public init(covering low: Double, _ high: Double, count: Int = 5, integers: Bool = false) {
         var low = low, high = high
         if !low.isFinite || !high.isFinite { low = 0; high = 1 }
         if high < low { swap(&low, &high) }
@@ -40,7 +41,8 @@ public struct AxisTicks: Sendable {
         let rough = (high - low) / Double(max(1, count))
         let magnitude = pow(10, floor(log10(rough)))
         // Allowing a step a little under the rough one keeps the tick count near the one asked for.
-        let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= rough * 0.75 } ?? 10 * magnitude
+        let niceStep = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= rough * 0.75 } ?? 10 * magnitude
+        let step = integers ? max(1, niceStep.rounded()) : niceStep
         let first = floor(low / step + 1e-9) * step
         let last = ceil(high / step - 1e-9) * step
         var values: [Double] = []

@@ -64,7 +64,8 @@ public struct ResultsFigure: Sendable {
             frame.drawXAxis(categories.enumerated().map { (x.position(Double($0)), truncated($1, to: 12)) },
                             label: xLabel, on: &canvas)
         } else {
-            let xTicks = AxisTicks(covering: xs.min() ?? 0, xs.max() ?? 1, count: 8)
+            let xTicks = AxisTicks(covering: xs.min() ?? 0, xs.max() ?? 1, count: 8,
+                                   integers: xs.allSatisfy { $0 == $0.rounded() })
             // Keep points off the frame's edges.
             let pad = xTicks.step / 4
             x = LinearScale(domain: (xTicks.domain.lowerBound - pad)...(xTicks.domain.upperBound + pad),
