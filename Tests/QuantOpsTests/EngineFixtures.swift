@@ -14,9 +14,22 @@ enum EngineFixtures {
             ?? shared.appendingPathComponent("models")
     }
 
+    /// The folder holding `test_batch.bin`, found the way qsh finds it (`QSH_DATA` names the folder
+    /// that holds `cifar-10-batches-bin`), falling back to `../shared/data`.
     static var dataDirectory: URL {
-        ProcessInfo.processInfo.environment["QSH_DATA"].map { URL(fileURLWithPath: $0) }
+        let searched = ResourceDirectories(kind: .data).searchPath + [shared.appendingPathComponent("data")]
+        return (try? Fetcher.locateCIFAR10(in: searched, allowDownload: false))
             ?? shared.appendingPathComponent("data/cifar-10-batches-bin")
+    }
+
+    struct MissingSharedFile: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Outside CI a missing shared file skips the test; in CI (`CI=true`) it fails it, so that a
+    /// wrong path can never turn the numerical checks into silent skips.
+    static func unavailable(_ message: String) -> Error {
+        ProcessInfo.processInfo.environment["CI"] == "true" ? MissingSharedFile(description: message) : XCTSkip(message)
     }
 
     static var goldenFile: URL { shared.appendingPathComponent("golden/fp32_logits.json") }
@@ -25,14 +38,14 @@ enum EngineFixtures {
         let entry = try ModelZoo.entry(named: name)
         let file = modelsDirectory.appendingPathComponent(entry.fileName)
         guard FileManager.default.fileExists(atPath: file.path) else {
-            throw XCTSkip("\(file.path) is not available")
+            throw unavailable("\(file.path) is not available")
         }
         return try ModelZoo.build(entry, from: try CheckpointReader.read(contentsOf: file))
     }
 
     static func testSet() throws -> CIFAR10 {
         let file = dataDirectory.appendingPathComponent("test_batch.bin")
-        guard FileManager.default.fileExists(atPath: file.path) else { throw XCTSkip("\(file.path) is not available") }
+        guard FileManager.default.fileExists(atPath: file.path) else { throw unavailable("\(file.path) is not available") }
         return try CIFAR10.load(named: "cifar10", from: dataDirectory)
     }
 

@@ -5,31 +5,16 @@ import XCTest
 /// The shared pretrained models and CIFAR-10 images, found through QSH_MODELS / QSH_DATA or
 /// `../shared` beside the package; tests skip when they are absent.
 extension QuantizerFixtures {
-    static var sharedDirectory: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared")
-    }
+    static var modelsDirectory: URL { EngineFixtures.modelsDirectory }
 
-    static var modelsDirectory: URL {
-        if let path = ProcessInfo.processInfo.environment["QSH_MODELS"], !path.isEmpty {
-            return URL(fileURLWithPath: path)
-        }
-        return sharedDirectory.appendingPathComponent("models")
-    }
-
-    static var dataDirectory: URL {
-        if let path = ProcessInfo.processInfo.environment["QSH_DATA"], !path.isEmpty {
-            return URL(fileURLWithPath: path)
-        }
-        return sharedDirectory.appendingPathComponent("data/cifar-10-batches-bin")
-    }
+    static var dataDirectory: URL { EngineFixtures.dataDirectory }
 
     /// A pretrained zoo model, or a skip when the shared models are not there.
     static func zooModel(_ name: String) throws -> Model {
         let entry = try ModelZoo.entry(named: name)
         let url = modelsDirectory.appendingPathComponent(entry.fileName)
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw XCTSkip("shared model \(entry.fileName) not found in \(modelsDirectory.path)")
+            throw EngineFixtures.unavailable("shared model \(entry.fileName) not found in \(modelsDirectory.path)")
         }
         return try ModelZoo.build(entry, from: try CheckpointReader.read(contentsOf: url))
     }
@@ -40,7 +25,7 @@ extension QuantizerFixtures {
     {
         let file = dataDirectory.appendingPathComponent(name)
         guard FileManager.default.fileExists(atPath: file.path) else {
-            throw XCTSkip("CIFAR-10 test batch not found in \(dataDirectory.path)")
+            throw EngineFixtures.unavailable("CIFAR-10 test batch not found in \(dataDirectory.path)")
         }
         let data = try CIFAR10(name: "cifar10", files: [file])
         return data.batch(Array(Swift.stride(from: 0, to: data.count, by: data.count / count).prefix(count)),
