@@ -46,8 +46,8 @@ enum SessionCommands {
         return items.map { item in
             switch item {
             case .string(let text): return interpolate(text, session: session)
-            case .word(let name) where session.values[name] != nil:
-                return Interpreter.formatResult(session.values[name]!)
+            case .word(let name):
+                return session.values[name].map(Interpreter.formatResult) ?? name
             default: return item.description
             }
         }.joined(separator: " ")

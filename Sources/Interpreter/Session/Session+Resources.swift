@@ -18,10 +18,7 @@ extension Session {
 
     /// Words the REPL offers after `load` and `eval`.
     public var completionWords: [String: [String]] {
-        ["load": ModelZoo.entries.map(\.name),
-         "eval": CIFAR10.knownNames,
-         "recalibrate bn": [],
-        ]
+        ["load": ModelZoo.entries.map(\.name), "eval": CIFAR10.knownNames]
     }
 
     /// A data set by name, read once per session.
