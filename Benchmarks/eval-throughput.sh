@@ -4,7 +4,8 @@
 # batch size and thread count.
 #
 # usage: Benchmarks/eval-throughput.sh [--threads N] [--batch N] [--repeats N] [--limit N]
-# Environment: QSH_MODELS, QSH_DATA (default ../shared/...). Measure on a quiet machine: the
+# Environment: QSH_MODELS, QSH_DATA (default ../shared/...), QSH_SCRATCH_PATH (SwiftPM build
+# folder, default .build). Measure on a quiet machine: the
 # numbers of all three runtimes move with other load, so compare them from one run.
 set -euo pipefail
 
@@ -30,8 +31,9 @@ if [ -n "$limit" ]; then limit_args=(--limit "$limit"); fi
 
 python3 -c "import torch, onnxruntime, onnx" 2>/dev/null || pip install -q "torch==2.13.0+cpu" onnx onnxruntime
 
-swift build -c release --product EngineBenchmark >&2
-bench="$(swift build -c release --show-bin-path)/EngineBenchmark"
+scratch="${QSH_SCRATCH_PATH:-$root/.build}"
+swift build --scratch-path "$scratch" -c release --product EngineBenchmark >&2
+bench="$(swift build --scratch-path "$scratch" -c release --show-bin-path)/EngineBenchmark"
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads=$threads batch=$batch, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 results="$(mktemp)"

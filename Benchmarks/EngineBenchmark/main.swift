@@ -4,7 +4,8 @@ import QuantOps
 /// Evaluates zoo models on the CIFAR-10 test set through the engine's public API and prints
 /// accuracy and throughput, one line per model.
 ///
-/// usage: EngineBenchmark [--models DIR] [--data DIR] [--threads N] [--batch N] [--limit N] [--stride K] model...
+/// usage: EngineBenchmark [--models DIR] [--data DIR] [--threads N] [--batch N] [--limit N] [--stride K]
+///                        [--repeats N] [--backend onednn|im2col] model...
 struct Options {
     var models = ProcessInfo.processInfo.environment["QSH_MODELS"] ?? "../shared/models"
     var data = ProcessInfo.processInfo.environment["QSH_DATA"] ?? "../shared/data/cifar-10-batches-bin"
@@ -13,6 +14,7 @@ struct Options {
     var limit: Int?
     var stride = 1
     var repeats = 1
+    var backend = ConvolutionBackend.current
     var names: [String] = []
 }
 
@@ -41,6 +43,12 @@ func parse(_ arguments: [String]) throws -> Options {
         case "--limit": options.limit = try number(argument)
         case "--stride": options.stride = try number(argument)
         case "--repeats": options.repeats = try number(argument)
+        case "--backend":
+            switch try value(argument) {
+            case "onednn": options.backend = .oneDNN
+            case "im2col": options.backend = .im2colGEMM
+            case let other: throw UsageError(description: "--backend is onednn or im2col, got '\(other)'")
+            }
         default: options.names.append(argument)
         }
     }
@@ -51,6 +59,7 @@ func parse(_ arguments: [String]) throws -> Options {
 do {
     let options = try parse(Array(CommandLine.arguments.dropFirst()))
     EngineSettings.threads = options.threads
+    ConvolutionBackend.current = options.backend
     let dataset = try CIFAR10.load(named: "cifar10", from: URL(fileURLWithPath: options.data))
     for name in options.names {
         let entry = try ModelZoo.entry(named: name)
@@ -63,9 +72,9 @@ do {
             if best == nil || result.imagesPerSecond > best!.imagesPerSecond { best = result }
         }
         guard let result = best else { continue }
-        print(String(format: "%@ images=%d top1=%.2f top5=%.2f seconds=%.3f images_per_s=%.1f threads=%d batch=%d",
+        print(String(format: "%@ images=%d top1=%.2f top5=%.2f seconds=%.3f images_per_s=%.1f threads=%d batch=%d backend=%@",
                      name, result.count, result.top1, result.top5, result.seconds, result.imagesPerSecond,
-                     options.threads, options.batch))
+                     options.threads, options.batch, "\(options.backend)"))
     }
 } catch {
     FileHandle.standardError.write(Data("EngineBenchmark: \(error)\n".utf8))

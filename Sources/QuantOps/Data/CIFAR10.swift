@@ -23,7 +23,7 @@ public struct CIFAR10: Sendable {
     public static func load(named name: String, from directory: URL) throws -> CIFAR10 {
         let files: [URL]
         switch name.lowercased() {
-        case "cifar10", "cifar10-test":
+        case "cifar10":
             files = [directory.appendingPathComponent("test_batch.bin")]
         case "cifar10-train":
             files = (1...5).map { directory.appendingPathComponent("data_batch_\($0).bin") }
