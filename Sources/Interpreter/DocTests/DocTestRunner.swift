@@ -65,9 +65,13 @@ public final class DocTestRunner {
                                detail: "check the path; it is relative to \(FileManager.default.currentDirectoryPath)")
             ], seconds: 0)
         }
+        return Self.isMarkdown(path) ? runMarkdown(text, name: path) : runRecipe(text, name: path)
+    }
+
+    /// Markdown files are tested block by block; any other file is a recipe.
+    public static func isMarkdown(_ path: String) -> Bool {
         let lowercased = path.lowercased()
         return lowercased.hasSuffix(".md") || lowercased.hasSuffix(".markdown")
-            ? runMarkdown(text, name: path) : runRecipe(text, name: path)
     }
 
     /// Runs every `qsh` block of a document in one session, in order.
@@ -125,8 +129,7 @@ public final class DocTestRunner {
             let result = run(path: path)
             for failure in result.failures { report.line(failure.description) }
             let time = String(format: "%.1f s", result.seconds)
-            let isMarkdown = !path.hasSuffix(".qs")
-            let unit = isMarkdown ? "block" : "expectation"
+            let unit = Self.isMarkdown(path) ? "block" : "expectation"
             let counted = "\(result.passed) \(unit)\(result.passed == 1 ? "" : "s") passed"
                 + (result.skipped > 0 ? ", \(result.skipped) ignored" : "")
             if result.succeeded {
