@@ -215,6 +215,19 @@ final class GradientTests: XCTestCase {
         try checkGradients(model, input: random.tensor([3, 3, 2, 2]))
     }
 
+    /// Rounding has no useful derivative; the straight-through estimator passes the gradient
+    /// inside the quantizer's clipping range and stops it outside.
+    func testFakeQuantizerPassesGradientStraightThroughInsideItsRange() throws {
+        let quantizer = ActivationQuantizer(bits: 4, scheme: .asymmetric, range: -1...2)
+        let model = Self.model([("input", .input, []), ("quant", .fakeQuantize(quantizer), [0])])
+        let input = Tensor(shape: [1, 1, 2, 3], data: [-3, -0.99, 0, 0.4, 1.99, 5])
+        let seed = Tensor(shape: [1, 1, 2, 3], data: [1, 2, 3, 4, 5, 6])
+        let gradients = try GradientTape(model: model, input: input).backward(seeds: [1: seed])
+        XCTAssertEqual(gradients.input?.data, [0, 2, 3, 4, 5, 0])
+        let uncalibrated = Self.model([("input", .input, []), ("quant", .fakeQuantize(ActivationQuantizer(bits: 8, scheme: .symmetric)), [0])])
+        XCTAssertThrowsError(try GradientTape(model: uncalibrated, input: input))
+    }
+
     // MARK: - Whole networks
 
     /// conv-BN-ReLU stem, a residual block with an option-A shortcut, global pooling and a classifier.

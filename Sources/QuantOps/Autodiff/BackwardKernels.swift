@@ -109,7 +109,27 @@ enum BackwardKernels {
         var dx = outputGradient.data
         input.data.withUnsafeBufferPointer { x in
             dx.withUnsafeMutableBufferPointer { values in
-                for i in values.indices where !(x[i] > lower && x[i] < upper) { values[i] = 0 }
+                for i in values.indices { values[i] = x[i] > lower && x[i] < upper ? values[i] : 0 }
+            }
+        }
+        return Tensor(shape: input.shape, data: dx)
+    }
+
+    /// Rounding has zero derivative almost everywhere, so fake quantizers pass the gradient
+    /// straight through inside the clipping range and stop it outside (the straight-through
+    /// estimator of quantization-aware training).
+    static func straightThrough(input: Tensor, _ quantizer: ActivationQuantizer, outputGradient: Tensor,
+                                node: String) throws -> Tensor {
+        guard let grid = quantizer.grid() else {
+            throw EngineError(node: node, problem: "the \(quantizer.label) activation quantizer has no range yet; run 'calibrate' after 'quantize activations'")
+        }
+        let scale = grid.scales[0], zeroPoint = grid.zeroPoints[0]
+        let lower = scale * (Float(grid.levels.lowerBound) - zeroPoint)
+        let upper = scale * (Float(grid.levels.upperBound) - zeroPoint)
+        var dx = outputGradient.data
+        input.data.withUnsafeBufferPointer { x in
+            dx.withUnsafeMutableBufferPointer { values in
+                for i in values.indices { values[i] = x[i] >= lower && x[i] <= upper ? values[i] : 0 }
             }
         }
         return Tensor(shape: input.shape, data: dx)

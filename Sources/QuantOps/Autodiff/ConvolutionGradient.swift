@@ -116,10 +116,14 @@ extension BackwardKernels {
             }
             let line = source + plane * g.inPlane + iy * g.width + offsetX
             if firstX > 0 { target.update(repeating: 0, count: firstX) }
-            var ox = firstX
-            while ox < lastX {
-                target[ox] = line[ox * g.strideX]
-                ox += 1
+            if g.strideX == 1 {
+                (target + firstX).update(from: line + firstX, count: max(0, lastX - firstX))
+            } else {
+                var ox = firstX
+                while ox < lastX {
+                    target[ox] = line[ox * g.strideX]
+                    ox += 1
+                }
             }
             if lastX < g.outWidth { (target + lastX).update(repeating: 0, count: g.outWidth - lastX) }
         }
@@ -131,6 +135,11 @@ extension BackwardKernels {
             guard let iy else { return }
             let source = columns + row * g.outPlane + oy * g.outWidth
             let line = target + plane * g.inPlane + iy * g.width + offsetX
+            if g.strideX == 1 {
+                // Contiguous on both sides: a loop the compiler vectorizes.
+                for ox in firstX ..< max(firstX, lastX) { line[ox] += source[ox] }
+                return
+            }
             var ox = firstX
             while ox < lastX {
                 line[ox * g.strideX] += source[ox]

@@ -216,10 +216,9 @@ public struct GradientTape: Sendable {
             return ([BackwardKernels.globalAveragePool(input: inputs[0], outputGradient: outputGradient)], nil)
         case .flatten:
             return ([outputGradient.reshaped(inputs[0].shape)], nil)
-        default:
-            // Operations added to the engine after this tape was written must get an adjoint here
-            // before gradients flow through them.
-            throw EngineError(node: node.name, problem: "has no gradient: \(node.operation) is not differentiable by the tape")
+        case .fakeQuantize(let quantizer):
+            return ([try BackwardKernels.straightThrough(input: inputs[0], quantizer, outputGradient: outputGradient,
+                                                         node: node.name)], nil)
         }
     }
 }

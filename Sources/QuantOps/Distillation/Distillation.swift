@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Settings of `distill`.
 public struct DistillationOptions: Sendable, Equatable {
@@ -82,6 +85,7 @@ public enum Distillation {
                            progress: (DistillationProgress) -> Void = { _ in }) throws -> DistillationResult {
         let clock = ContinuousClock()
         let start = clock.now
+        keepFreedMemoryMapped()
         guard options.samples >= 1, options.steps >= 0, options.batchSize >= 1 else {
             throw DistillationError(problem: "samples=\(options.samples), steps=\(options.steps), batch=\(options.batchSize)",
                                     remedy: "use samples >= 1, steps >= 0 and batch >= 1")
@@ -168,6 +172,22 @@ public enum Distillation {
                                   seconds: (clock.now - start).seconds)
     }
 
+    /// Every step allocates and frees the same few hundred megabytes of activations. glibc would
+    /// hand the larger blocks back to the kernel on each free and fault them in again, zeroed,
+    /// on the next step; keeping them in the heap saves that work.
+    static func keepFreedMemoryMapped() {
+        #if canImport(Glibc)
+        if ProcessInfo.processInfo.environment["QSH_DISTILL_MALLOC"] == "default" { return }
+        // malloc.h is not part of the Glibc module; its constants are M_TRIM_THRESHOLD = -1 and
+        // M_MMAP_THRESHOLD = -3.
+        typealias MallocOption = @convention(c) (Int32, Int32) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        let mallopt = unsafeBitCast(symbol, to: MallocOption.self)
+        _ = mallopt(-3, 256 << 20)
+        _ = mallopt(-1, 1 << 30)
+        #endif
+    }
+
     /// The batch norms of the model and the nodes whose outputs they normalize.
     static func batchNormTargets(_ model: Model) throws -> [Target] {
         let targets = model.nodes.indices.compactMap { index -> Target? in
@@ -249,15 +269,17 @@ public enum Distillation {
                             sum += Double(partial)
                         }
                         let m = sum / count
+                        // Float partial sums per plane (centred, so no cancellation), Double across planes.
+                        let centre = Float(m)
                         var squares = 0.0
                         for n in 0 ..< batch {
                             let base = (n * channels + c) * plane
-                            var partial: Double = 0
+                            var partial: Float = 0
                             for i in base ..< base + plane {
-                                let d = Double(xBase[i]) - m
+                                let d = xBase[i] - centre
                                 partial += d * d
                             }
-                            squares += partial
+                            squares += Double(partial)
                         }
                         meanBase[c] = m
                         varianceBase[c] = squares / count
