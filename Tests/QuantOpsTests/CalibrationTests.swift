@@ -78,6 +78,17 @@ final class CalibrationTests: XCTestCase {
         XCTAssertGreaterThan(cleanRange.upperBound, 2.5)
     }
 
+    func testEntropyThresholdOfRectifiedDataIsNotDrawnToTheZeroSpike() {
+        // ReLU of a standard normal: half the values are exact zeros, the rest a half-normal.
+        let values = Self.gaussian(200_000, seed: 13).map { max($0, 0) }
+        let statistics = Self.statistics(values, imagesOf: 1000, batch: 8)
+        XCTAssertEqual(Double(statistics.histogram.zeros), 100_000, accuracy: 1000)
+        let range = RangeEstimator.entropy.range(from: statistics, levels: 256)
+        XCTAssertEqual(range.lowerBound, 0)
+        XCTAssertGreaterThan(range.upperBound, 2.5, "an 8-bit unsigned grid keeps the bulk of a half-normal")
+        XCTAssertLessThanOrEqual(range.upperBound, statistics.maximum)
+    }
+
     func testMovingAverageReplaysBatchesOfPerImageExtremes() {
         // Images with maxima 1, 2, 3, 4 and minima -1, -2, -3, -4.
         let values: [Float] = [1, -1, 2, -2, 3, -3, 4, -4]
@@ -107,7 +118,7 @@ final class CalibrationTests: XCTestCase {
 
     func testHistogramBinsAreExact() {
         var histogram = MagnitudeHistogram(binCount: 8, exponent: 0)
-        let small: [Float] = [0.1, 0.3, 0.99]
+        let small: [Float] = [0.1, 0, 0.3, 0.99, 0]
         small.withUnsafeBufferPointer { histogram.add($0) }
         histogram.grow(toHold: 3.5)
         let large: [Float] = [3.5, -2.0]
@@ -115,6 +126,10 @@ final class CalibrationTests: XCTestCase {
         // Range [0, 4) in 8 bins of 0.5: 0.1, 0.3 -> 0; 0.99 -> 1; 2.0 -> 4; 3.5 -> 7.
         XCTAssertEqual(histogram.exponent, 2)
         XCTAssertEqual(histogram.counts, [2, 1, 0, 0, 1, 0, 0, 1])
+        XCTAssertEqual(histogram.zeros, 2)
+        XCTAssertEqual(histogram.total, 5)
+        // Zeros count toward quantiles: 2 of 7 values are 0.
+        XCTAssertEqual(histogram.quantile(2.0 / 7), 0)
         XCTAssertEqual(histogram.resampled(bins: 2, upper: 4), [3, 2])
     }
 

@@ -406,8 +406,9 @@ enum PTQCommands {
     /// Remembers the model as the float reference before its first quantization since `load`.
     static func captureFloatReference(_ model: Model, session: Session) {
         syncWithLoad(session)
-        guard session.ptq.floatReference == nil else { return }
         let base = ActivationQuantization.removingQuantizers(model)
+        // A reference of another graph (say, taken before 'reset' and without 'fold bn') no longer applies.
+        if let reference = session.ptq.floatReference, reference.nodes.map(\.name) == base.nodes.map(\.name) { return }
         guard !base.weightLayers.contains(where: { $0.precision.isQuantized }) else { return }
         session.ptq.floatReference = base
     }

@@ -12,7 +12,11 @@ public struct MagnitudeHistogram: Sendable, Equatable {
     public private(set) var counts: [Int64]
     /// The histogram covers [0, 2^exponent).
     public private(set) var exponent: Int
+    /// Values with |x| > 0; exact zeros are counted apart in `zeros`.
     public private(set) var total: Int64 = 0
+    /// Exact zeros (ReLU outputs, padding). Every grid represents zero exactly, so they carry no
+    /// quantization error; kept out of the bins, where their spike would dominate the entropy method.
+    public private(set) var zeros: Int64 = 0
 
     public init(binCount: Int = defaultBinCount, exponent: Int = -24) {
         counts = [Int64](repeating: 0, count: max(2, binCount & ~1))
@@ -39,6 +43,7 @@ public struct MagnitudeHistogram: Sendable, Equatable {
         let perUnit = Float(Double(counts.count) / upperBound)
         let last = counts.count - 1
         let lastStart = Float(last)
+        var zeroCount = 0
         counts.withUnsafeMutableBufferPointer { bins in
             for value in values {
                 let scaled = abs(value) * perUnit
@@ -46,14 +51,19 @@ public struct MagnitudeHistogram: Sendable, Equatable {
                 bins[scaled < lastStart ? Int(scaled) : last] += 1
             }
         }
-        total += Int64(values.count)
+        for value in values { zeroCount += value == 0 ? 1 : 0 }
+        counts[0] -= Int64(zeroCount)
+        zeros += Int64(zeroCount)
+        total += Int64(values.count - zeroCount)
     }
 
-    /// The smallest t with at least `fraction` of the values at |x| <= t, interpolating within a bin.
+    /// The smallest t with at least `fraction` of the values (zeros included) at |x| <= t,
+    /// interpolating within a bin.
     public func quantile(_ fraction: Double) -> Double {
         guard total > 0 else { return 0 }
-        let target = fraction * Double(total)
-        var cumulative = 0.0
+        let target = fraction * Double(total + zeros)
+        var cumulative = Double(zeros)
+        guard target > cumulative else { return 0 }
         for (bin, count) in counts.enumerated() where count > 0 {
             let next = cumulative + Double(count)
             if next >= target {
@@ -65,7 +75,7 @@ public struct MagnitudeHistogram: Sendable, Equatable {
         return upperBound
     }
 
-    /// `bins` equal bins over [0, upper], each fine bin's count spread over the coarse bins in
+    /// The nonzero values in `bins` equal bins over [0, upper], each fine bin's count spread over the coarse bins in
     /// proportion to the overlap (the fine bins are at least 4 times narrower where it matters).
     public func resampled(bins: Int, upper: Double) -> [Double] {
         var result = [Double](repeating: 0, count: bins)

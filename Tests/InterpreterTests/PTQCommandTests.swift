@@ -1,0 +1,116 @@
+import Foundation
+import Interpreter
+import QuantOps
+import XCTest
+
+/// The post-training quantization commands through the recipe language, on the shared resnet20.
+final class PTQCommandTests: XCTestCase {
+    static let shared = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("shared")
+
+    func harness() throws -> RecipeHarness {
+        let environment = ProcessInfo.processInfo.environment
+        let models = environment["QSH_MODELS"] ?? Self.shared.appendingPathComponent("models").path
+        let data = environment["QSH_DATA"] ?? Self.shared.appendingPathComponent("data").path
+        guard FileManager.default.fileExists(atPath: models + "/resnet20-12fca82f.th") else {
+            throw XCTSkip("resnet20 checkpoint not found in \(models)")
+        }
+        let harness = RecipeHarness()
+        harness.session.settings.modelsDirectory = models
+        harness.session.settings.dataDirectory = data
+        harness.session.settings.allowDownload = false
+        harness.session.settings.progress = false
+        return harness
+    }
+
+    func testCalibrationIsCachedAcrossMethodsAndRecomputedForNewWeights() throws {
+        let harness = try harness()
+        XCTAssertEqual(harness.run("""
+            load resnet20
+            fold bn
+            quantize weights bits=8 scheme=symmetric granularity=channel
+            quantize activations bits=8 scheme=asymmetric granularity=tensor
+            calibrate data=cifar10 samples=16 method=minmax batch=8
+            calibrate data=cifar10 samples=16 method=entropy
+            calibrate data=cifar10 samples=16 method=ema momentum=0.9 batch=4
+            """), .success, harness.errors.text)
+        let lines = harness.output.text.split(separator: "\n").filter { $0.hasPrefix("calibrated") }
+        XCTAssertEqual(lines.count, 3, harness.output.text)
+        XCTAssertTrue(lines[0].contains("statistics gathered"), String(lines[0]))
+        XCTAssertTrue(lines[1].contains("cached statistics"), String(lines[1]))
+        XCTAssertTrue(lines[2].contains("cached statistics") && lines[2].contains("batch=4"), String(lines[2]))
+        XCTAssertTrue(harness.output.text.contains("21 tensors"), harness.output.text)
+        let model = try XCTUnwrap(harness.session.current?.model)
+        let quantizers = ActivationQuantization.quantizers(in: model)
+        XCTAssertEqual(quantizers.count, 21)
+        XCTAssertTrue(quantizers.values.allSatisfy { $0.range != nil && $0.bits == 8 && $0.scheme == .asymmetric })
+        XCTAssertTrue(model.weightLayers.allSatisfy { $0.precision.label == "8-bit symmetric/ch" })
+
+        // New weights: the statistics no longer apply, so the model runs again.
+        XCTAssertEqual(harness.run("quantize weights layer 3 bits=4\ncalibrate data=cifar10 samples=16"), .success, harness.errors.text)
+        XCTAssertTrue(harness.output.text.split(separator: "\n").last?.contains("statistics gathered") ?? false, harness.output.text)
+    }
+
+    func testUncalibratedActivationsAndMissingQuantizersSayWhatToRun() throws {
+        let harness = try harness()
+        XCTAssertEqual(harness.run("load resnet20\nfold bn\ncalibrate data=cifar10 samples=8"), .recipeFailed)
+        XCTAssertTrue(harness.errors.text.contains("quantize activations"), harness.errors.text)
+        XCTAssertEqual(harness.run("quantize activations\neval cifar10 limit=4"), .recipeFailed)
+        XCTAssertTrue(harness.errors.text.contains("calibrate"), harness.errors.text)
+        XCTAssertEqual(harness.run("biascorrect"), .recipeFailed)
+        XCTAssertTrue(harness.errors.text.contains("quantize weights"), harness.errors.text)
+    }
+
+    func testKeepFloatRestoresWeightsAndRemovesQuantizers() throws {
+        let harness = try harness()
+        XCTAssertEqual(harness.run("""
+            load resnet20
+            fold bn
+            quantize weights bits=4
+            quantize activations
+            keep layer 1, 20 float
+            """), .success, harness.errors.text)
+        var folded = try XCTUnwrap(harness.session.loaded?.model)
+        try ModelTransforms.foldBatchNorm(&folded)
+        let model = try XCTUnwrap(harness.session.current?.model)
+        let layers = model.weightLayers
+        XCTAssertEqual(layers[0].precision, .float32)
+        XCTAssertEqual(layers[19].precision, .float32)
+        XCTAssertTrue(layers[1].precision.isQuantized)
+        guard case .conv(let first) = model.nodes[layers[0].nodeIndex].operation,
+              case .conv(let original) = folded.nodes[folded.weightLayerNodes[0]].operation else { return XCTFail("layer 1 is not a conv") }
+        XCTAssertEqual(first.weight, original.weight)
+        // The network input and the stem's output lose their quantizers; the logits never had one.
+        XCTAssertEqual(ActivationQuantization.quantizers(in: model).count, 19)
+        // Later quantization leaves kept layers alone.
+        XCTAssertEqual(harness.run("quantize weights bits=8"), .success, harness.errors.text)
+        XCTAssertEqual(harness.session.current?.model.weightLayers[0].precision, .float32)
+        XCTAssertTrue(harness.output.text.contains("kept float: 1, 20"), harness.output.text)
+    }
+
+    func testEqualizeBiasCorrectAndAnalyzeThroughARecipe() throws {
+        let harness = try harness()
+        XCTAssertEqual(harness.run("""
+            load resnet20
+            fold bn
+            equalize
+            quantize weights bits=4 granularity=tensor
+            biascorrect
+            quantize activations
+            calibrate data=cifar10 samples=16 method=percentile p=99.99
+            analyze data=cifar10 samples=8 order=sorted
+            """), .success, harness.errors.text)
+        let text = harness.output.text
+        XCTAssertTrue(text.contains("equalized 9 conv pairs"), text)
+        XCTAssertTrue(text.contains("bias-corrected"), text)
+        XCTAssertTrue(text.contains("<- worst"), text)
+        XCTAssertTrue(text.contains("<- adds the most noise"), text)
+        let worst = try XCTUnwrap(harness.session.values["sqnr_min"])
+        XCTAssertGreaterThan(worst, 0)
+        XCTAssertNotNil(harness.session.ptq.lastAnalysis)
+        // Sorted order: SQNR rises down the table.
+        let sqnrs = try XCTUnwrap(harness.session.ptq.lastAnalysis).rows.map(\.sqnr).sorted()
+        XCTAssertEqual(sqnrs.first, worst)
+    }
+}
