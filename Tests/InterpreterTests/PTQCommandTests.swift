@@ -32,7 +32,7 @@ final class PTQCommandTests: XCTestCase {
             quantize weights bits=8 scheme=symmetric granularity=channel
             quantize activations bits=8 scheme=asymmetric granularity=tensor
             calibrate data=cifar10 samples=16 method=minmax batch=8
-            calibrate data=cifar10 samples=16 method=entropy
+            calibrate data=cifar10 samples=16 method=meanstd k=4
             calibrate data=cifar10 samples=16 method=ema momentum=0.9 batch=4
             """), .success, harness.errors.text)
         let lines = harness.output.text.split(separator: "\n").filter { $0.hasPrefix("calibrated") }
