@@ -71,7 +71,7 @@ public struct DistillationError: Error, CustomStringConvertible, Equatable {
 public enum Distillation {
     /// A batch norm whose input statistics the loss matches.
     struct Target {
-        var node: Int
+        /// The node whose output the batch norm normalizes.
         var source: Int
         var mean: [Double]
         var sigma: [Double]
@@ -177,7 +177,6 @@ public enum Distillation {
     /// on the next step; keeping them in the heap saves that work.
     static func keepFreedMemoryMapped() {
         #if canImport(Glibc)
-        if ProcessInfo.processInfo.environment["QSH_DISTILL_MALLOC"] == "default" { return }
         // malloc.h is not part of the Glibc module; its constants are M_TRIM_THRESHOLD = -1 and
         // M_MMAP_THRESHOLD = -3.
         typealias MallocOption = @convention(c) (Int32, Int32) -> Int32
@@ -195,7 +194,7 @@ public enum Distillation {
                 return nil
             }
             let epsilon = Double(norm.epsilon)
-            return Target(node: index, source: source, mean: norm.runningMean.data.map(Double.init),
+            return Target(source: source, mean: norm.runningMean.data.map(Double.init),
                           sigma: norm.runningVar.data.map { (Double($0) + epsilon).squareRoot() }, epsilon: epsilon)
         }
         guard !targets.isEmpty else {
