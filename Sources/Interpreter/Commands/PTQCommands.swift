@@ -88,7 +88,7 @@ enum PTQCommands {
         let quantizer = ActivationQuantizer(bits: invocation.int("bits") ?? 8,
                                             scheme: QuantizationScheme(rawValue: invocation.string("scheme") ?? "asymmetric") ?? .asymmetric)
         let layerNodes = model.weightLayerNodes
-        var layers: [Int]? = invocation.isSet("layers") ? try invocation.layers(in: model) : nil
+        let layers: [Int]? = invocation.isSet("layers") ? try invocation.layers(in: model) : nil
         let keptLayers = (1...max(1, layerNodes.count)).filter {
             $0 <= layerNodes.count && session.ptq.keptFloat.contains(model.nodes[layerNodes[$0 - 1]].name)
         }
@@ -96,10 +96,9 @@ enum PTQCommands {
         let placed = try ActivationQuantization.quantize(&model, with: quantizer, layers: layers)
         if !keptLayers.isEmpty {
             ActivationQuantization.keepFloat(&model, layers: keptLayers)
-            layers = nil
         }
         let total = ActivationQuantization.quantizers(in: model).count
-        var line = "activations \(quantizer.label) per tensor: \(placed.count) tensors"
+        var line = "activations \(quantizer.label) per tensor: \(placed.count) tensor\(placed.count == 1 ? "" : "s")"
             + (layers == nil ? "" : " (\(describeLayers(layers ?? [])))") + ", \(total) quantized in the model, logits float"
         if !keptLayers.isEmpty { line += "; kept float: \(describeLayers(keptLayers))" }
         if let request = session.ptq.lastCalibration,
