@@ -175,6 +175,15 @@ public final class Interpreter {
         return number
     }
 
+    /// The statement as it ran, with variables replaced by their values: model states and
+    /// reports then say `lambda1=0.4`, not `lambda1=$lam`.
+    static func substitutedText(_ command: CommandStatement, positionals: [PlacedValue],
+                                options: [(key: String, keyLocation: SourceLocation, value: PlacedValue)]) -> String {
+        var arguments = positionals.map { Argument.positional(Value($0.value.syntax, at: $0.location)) }
+        arguments += options.map { .option(key: $0.key, keyLocation: $0.keyLocation, value: Value($0.value.value.syntax, at: $0.value.location)) }
+        return Printer.print(Statement.command(CommandStatement(name: command.name, location: command.location, arguments: arguments)))
+    }
+
     private func runCommand(_ command: CommandStatement) throws(Diagnostic) {
         var positionals: [PlacedValue] = []
         var options: [(key: String, keyLocation: SourceLocation, value: PlacedValue)] = []
@@ -197,7 +206,7 @@ public final class Interpreter {
                                                             at: command.location, wordLocations: wordLocations)
         let binder = ArgumentBinder(spec: spec, statementLocation: command.location)
         let invocation = try binder.bind(positionals: Array(positionals.dropFirst(consumed)), options: options,
-                                         text: Printer.print(Statement.command(command)))
+                                         text: Self.substitutedText(command, positionals: positionals, options: options))
         if checkOnly { return }
         do {
             try spec.run(invocation, session)
