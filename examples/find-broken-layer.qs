@@ -23,5 +23,6 @@ expect sqnr_harmful_layer == 8
 sensitivity stride=50
 
 keep layer 8 float
+calibrate data=cifar10-train samples=256 method=minmax   # ranges for the repaired weights
 eval cifar10 stride=20
 expect top1 >= 90                                       # back within about a point of float (91.7)

@@ -62,10 +62,11 @@ enum PTQCommands {
         let layers = requested.filter { !kept.contains($0) }
         captureFloatReference(model, session: session)
         let results = try ModelTransforms.quantize(&model, layers: layers, with: .uniform(bits: bits, scheme: scheme, granularity: granularity))
-        session.commit(model, step: invocation.text)
         let meanError = results.isEmpty ? 0 : results.map(\.relativeError).reduce(0, +) / Double(results.count)
         var line = "weights \(bits)-bit \(scheme.rawValue) per \(granularity.rawValue): \(results.count) layers (\(describeLayers(layers))), mean relative error \(String(format: "%.4f", meanError))"
         if !kept.isEmpty { line += "; kept float: \(describeLayers(kept))" }
+        line += try recalibrationNote(&model, session: session)
+        session.commit(model, step: invocation.text)
         session.output.line(line)
     }
 
@@ -155,8 +156,10 @@ enum PTQCommands {
             }
         }
         let released = ActivationQuantization.keepFloat(&model, layers: layers)
+        var line = "kept float: layers \(describeLayers(layers)) (\(restored.count) weight tensors restored, \(released.count) activation quantizers removed)"
+        if !restored.isEmpty { line += try recalibrationNote(&model, session: session) }
         session.commit(model, step: invocation.text)
-        session.output.line("kept float: layers \(describeLayers(layers)) (\(restored.count) weight tensors restored, \(released.count) activation quantizers removed)")
+        session.output.line(line)
     }
 
     // MARK: - Calibration
@@ -231,6 +234,19 @@ enum PTQCommands {
     static func sampleIndices(_ dataset: CIFAR10, samples: Int) -> [Int] {
         let count = min(max(1, samples), dataset.count)
         return Evaluation.indices(count: dataset.count, limit: count, stride: max(1, dataset.count / count))
+    }
+
+    /// After the weights changed, calibrated activation ranges describe the old model: re-apply
+    /// the last calibration when its statistics for the new model are cached, else say so.
+    static func recalibrationNote(_ model: inout Model, session: Session) throws -> String {
+        let quantizers = ActivationQuantization.quantizers(in: model)
+        guard quantizers.values.contains(where: { $0.range != nil }) else { return "" }
+        if let request = session.ptq.lastCalibration,
+           let statistics = session.calibrationCache.statistics(for: CalibrationKey(model: model, data: request.cacheLabel)) {
+            try ActivationCalibration.apply(request.estimator, statistics: statistics, to: &model)
+            return "; ranges from the cached \(request.estimator.label) calibration"
+        }
+        return "; activation ranges are from the previous weights: run 'calibrate' again"
     }
 
     // MARK: - Data-free tools
@@ -389,7 +405,7 @@ enum PTQCommands {
         if recoveries.isEmpty {
             session.output.line("no single layer kept float improves accuracy on this subset")
         } else {
-            session.output.line("suggested mixed precision (before 'calibrate'):")
+            session.output.line("suggested mixed precision (then 'calibrate' again):")
             for recovery in recoveries {
                 session.output.line(String(format: "  keep layer %d float   # +%.2f points", recovery.layer, recovery.gain))
             }
