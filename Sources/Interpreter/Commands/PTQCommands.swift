@@ -343,6 +343,7 @@ enum PTQCommands {
         progress.finish()
         guard let analysis = result else { throw Interrupted() }
         session.ptq.lastAnalysis = analysis
+        session.lastAnalysis = LayerErrorReport(analysis)
         var order = Array(analysis.rows.indices)
         if invocation.string("order") == "sorted" { order.sort { analysis.rows[$0].sqnr < analysis.rows[$1].sqnr } }
         var table = TextTable(["layer", "name", "RMSE", "SQNR dB", "own dB", ""],
