@@ -1,6 +1,6 @@
 # Post-training quantization for int8 deployment, measured: the table of docs/ptq.md.
 #
-# Run:  qsh examples/int8-ptq.qs          (release build; about 8 minutes on 2 busy cores)
+# Run:  qsh examples/int8-ptq.qs          (release build; 3.5 to 8 minutes on 2 cores)
 # W8A8 = 8-bit symmetric per-channel weights, 8-bit asymmetric per-tensor activations, BN folded,
 # activations quantized where a fused runtime stores them, logits float. Ranges are calibrated
 # on 512 training images; the grid of methods is evaluated on every 10th test image (1000

@@ -373,7 +373,7 @@ enum PTQCommands {
         help: "For every layer: accuracy and logit SQNR with only that layer quantized (weights and output activations; the rest float), then with only that layer float (the rest quantized), on a strided test subset. Suggests the 'keep layer N float' lines that recover the most accuracy.",
         options: [
             OptionParameter("data", .text, default: .word("cifar10"), help: "labelled images"),
-            OptionParameter("stride", .integer(1...10_000), default: .integer(20), help: "every K-th image (the test file is sorted by class)"),
+            OptionParameter("stride", .integer(1...10_000), default: .integer(40), help: "every K-th image (the test file is sorted by class); the default 40 takes 250 images"),
             OptionParameter("samples", .integer(1...100_000), help: "at most this many images after striding"),
             OptionParameter("suggest", .integer(0...100), default: .integer(3), help: "how many 'keep' lines to suggest"),
         ],
@@ -384,7 +384,7 @@ enum PTQCommands {
         let reference = try floatReference(for: session)
         let name = invocation.string("data") ?? "cifar10"
         let dataset = try session.dataset(named: name)
-        let indices = Evaluation.indices(count: dataset.count, limit: invocation.int("samples"), stride: invocation.int("stride") ?? 20)
+        let indices = Evaluation.indices(count: dataset.count, limit: invocation.int("samples"), stride: invocation.int("stride") ?? 40)
         let images = dataset.batch(indices, normalization: state.model.normalization)
         let labels = indices.map { Int(dataset.labels[$0]) }
         let result = try Sensitivity.run(reference: reference, quantized: state.model, images: images, labels: labels,
@@ -398,7 +398,7 @@ enum PTQCommands {
                        String(format: "%.2f", row.keptFloat.top1), decibels(row.keptFloat.sqnr)])
         }
         session.output.line(String(format: "sensitivity on %d images of %@ (stride %d): float %.2f%%, quantized %.2f%% (logit SQNR %@), %.1f s",
-                                   report.images, name, invocation.int("stride") ?? 20, report.float.top1, report.quantized.top1,
+                                   report.images, name, invocation.int("stride") ?? 40, report.float.top1, report.quantized.top1,
                                    decibels(report.quantized.sqnr), report.seconds))
         session.output.line(table.render())
         session.values["sensitivity_seconds"] = report.seconds

@@ -24,12 +24,16 @@ public struct SensitivityReport: Sendable, Equatable {
     public var seconds: Double
 
     /// Layers whose keeping in float recovers accuracy, most first: `(layer, points gained)`.
+    /// On a small subset several layers gain the same few images; the logit SQNR breaks the tie.
     public func recoveries(limit: Int = 3) -> [(layer: Int, gain: Double)] {
         let baseline = quantized.top1
-        var gains: [(layer: Int, gain: Double)] = layers.map { (layer: $0.layer, gain: $0.keptFloat.top1 - baseline) }
-        gains = gains.filter { $0.gain > 0 }
-        gains.sort { (a, b) -> Bool in a.gain != b.gain ? a.gain > b.gain : a.layer < b.layer }
-        return Array(gains.prefix(limit))
+        let candidates = layers.filter { $0.keptFloat.top1 > baseline }
+        let ranked = candidates.sorted { (a, b) -> Bool in
+            if a.keptFloat.top1 != b.keptFloat.top1 { return a.keptFloat.top1 > b.keptFloat.top1 }
+            if a.keptFloat.sqnr != b.keptFloat.sqnr { return a.keptFloat.sqnr > b.keptFloat.sqnr }
+            return a.layer < b.layer
+        }
+        return ranked.prefix(limit).map { (layer: $0.layer, gain: $0.keptFloat.top1 - baseline) }
     }
 }
 
