@@ -66,6 +66,12 @@ final class DistillCommandTests: XCTestCase {
         XCTAssertTrue(harness.output.text.contains("(8 images"), harness.output.text)
     }
 
+    func testDistillingAQuantizedModelSaysToUseTheFloatOne() throws {
+        let harness = try harness()
+        XCTAssertEqual(harness.run("load resnet20\nternary layer 3..\ndistill samples=2 steps=1 batch=2"), .success, harness.errors.text)
+        XCTAssertTrue(harness.errors.text.contains("note: 18 layers are quantized; distill from the float model"), harness.errors.text)
+    }
+
     func testRefusesRealDataSetNamesAndUnreadableFiles() throws {
         let harness = RecipeHarness()
         XCTAssertEqual(harness.run("load data \"/nonexistent/file.bin\" as mine"), .recipeFailed)

@@ -39,6 +39,12 @@ enum DistillCommands {
         if CIFAR10.knownNames.contains(name) {
             throw CommandError("'\(name)' names a real data set", hint: "choose another name with name=NAME")
         }
+        let quantized = state.model.weightLayers.filter { $0.precision != .float32 }.count
+        if quantized > 0 {
+            // The running statistics describe the float network; matching them through quantized
+            // weights yields images for a network that no longer exists.
+            session.errors.line("note: \(quantized) layers are quantized; distill from the float model (before quantizing) to match its statistics")
+        }
         let reportEvery = max(1, options.steps / 10)
         let showProgress = session.settings.progress
         let result = try Distillation.run(
