@@ -60,6 +60,10 @@ final class DistillCommandTests: XCTestCase {
             distill samples=8 steps=1 batch=8
             recalibrate bn data=distilled samples=8
             eval distilled
+            ternary layer 3..
+            analyze data=distilled samples=8
+            quantize activations bits=8
+            calibrate data=distilled samples=8
             """)
         XCTAssertEqual(status, .success, harness.errors.text)
         XCTAssertTrue(harness.output.text.contains("re-estimated 19 BN layers from 8 images"), harness.output.text)
