@@ -113,4 +113,22 @@ final class PTQCommandTests: XCTestCase {
         let sqnrs = try XCTUnwrap(harness.session.ptq.lastAnalysis).rows.map(\.sqnr).sorted()
         XCTAssertEqual(sqnrs.first, worst)
     }
+    func testResetStartsTheFloatReferenceAndPriorsAfresh() throws {
+        let fresh = try harness()
+        XCTAssertEqual(fresh.run("load resnet20\nfold bn\nquantize weights bits=4\nbiascorrect"), .success, fresh.errors.text)
+        let reused = try harness()
+        XCTAssertEqual(reused.run("""
+            load resnet20
+            fold bn
+            equalize
+            quantize weights bits=4 granularity=tensor
+            biascorrect
+            reset
+            fold bn
+            quantize weights bits=4
+            biascorrect
+            """), .success, reused.errors.text)
+        // An equalized reference or equalized priors left over would change the corrected biases.
+        XCTAssertEqual(reused.session.current?.model, fresh.session.current?.model)
+    }
 }

@@ -16,6 +16,8 @@ public struct PTQState: Sendable {
     /// Per-channel pre-activation distributions from the loaded model's batch norms, rescaled by
     /// `equalize`; bias correction reads them once `fold bn` has removed the batch norms.
     public var priors: ChannelPriors?
+    /// Fingerprint of the float model `priors` describe; other models get fresh priors.
+    public var priorsModel: UInt64?
     /// The last layer-wise error analysis, for reports and figures.
     public var lastAnalysis: LayerErrorAnalysis?
     public var lastSensitivity: SensitivityReport?
@@ -259,7 +261,7 @@ enum PTQCommands {
     ) { invocation, session in
         var model = try session.requireModel(for: "equalize").model
         syncWithLoad(session)
-        var priors = try channelPriors(session)
+        var priors = try channelPriors(describing: model, session: session)
         let pairs = try Equalization.apply(&model)
         guard !pairs.isEmpty else {
             session.output.line("no conv -> ReLU -> conv pair to equalize")
@@ -267,6 +269,7 @@ enum PTQCommands {
         }
         BiasCorrection.rescale(&priors, for: pairs)
         session.ptq.priors = priors
+        session.ptq.priorsModel = ActivationCalibration.fingerprint(ActivationQuantization.removingQuantizers(model))
         // The float model changed: the next quantization takes a new reference.
         session.ptq.floatReference = nil
         session.commit(model, step: invocation.text)
@@ -287,7 +290,7 @@ enum PTQCommands {
             throw CommandError("'biascorrect' corrects quantized layers, and no layer is quantized", hint: "run 'quantize weights' first")
         }
         let reference = try floatReference(for: session)
-        var priors = try channelPriors(session)
+        var priors = try channelPriors(describing: reference, session: session)
         // Batch norms still in the model describe their layers directly.
         priors.merge(BiasCorrection.priors(fromBatchNormsOf: model)) { _, current in current }
         let corrected = try BiasCorrection.correct(&model, reference: reference, priors: priors)
@@ -301,15 +304,17 @@ enum PTQCommands {
                                    corrected.map(\.largestShift).max() ?? 0))
     }
 
-    /// The batch-norm priors of the loaded model, computed once per load.
-    static func channelPriors(_ session: Session) throws -> ChannelPriors {
-        if let priors = session.ptq.priors { return priors }
+    /// The pre-activation priors of `floatModel`: those `equalize` left if it produced this very
+    /// model, otherwise the loaded model's batch-norm statistics as they are.
+    static func channelPriors(describing floatModel: Model, session: Session) throws -> ChannelPriors {
+        if let priors = session.ptq.priors,
+           session.ptq.priorsModel == ActivationCalibration.fingerprint(ActivationQuantization.removingQuantizers(floatModel)) {
+            return priors
+        }
         guard let loaded = session.loaded?.model else {
             throw CommandError("there is no loaded model to read batch-norm statistics from", hint: "load one first, e.g. 'load resnet20'")
         }
-        let priors = BiasCorrection.priors(fromBatchNormsOf: loaded)
-        session.ptq.priors = priors
-        return priors
+        return BiasCorrection.priors(fromBatchNormsOf: loaded)
     }
 
     // MARK: - Analysis
@@ -423,8 +428,8 @@ enum PTQCommands {
     static func captureFloatReference(_ model: Model, session: Session) {
         syncWithLoad(session)
         let base = ActivationQuantization.removingQuantizers(model)
-        // A reference of another graph (say, taken before 'reset' and without 'fold bn') no longer applies.
-        if let reference = session.ptq.floatReference, reference.nodes.map(\.name) == base.nodes.map(\.name) { return }
+        // While the weights are float, the model itself is the reference (also after 'reset' or
+        // 'undo' led to another float model); once they are quantized, the last one stays.
         guard !base.weightLayers.contains(where: { $0.precision.isQuantized }) else { return }
         session.ptq.floatReference = base
     }
@@ -441,7 +446,14 @@ enum PTQCommands {
     /// loaded model (with BN folded when the current model has none).
     static func floatReference(for session: Session) throws -> Model {
         syncWithLoad(session)
-        if let reference = session.ptq.floatReference { return reference }
+        if let current = session.current?.model {
+            let base = ActivationQuantization.removingQuantizers(current)
+            // Float weights: the model is its own reference (only activations are quantized).
+            if !base.weightLayers.contains(where: { $0.precision.isQuantized }) { return base }
+            if let reference = session.ptq.floatReference, reference.nodes.map(\.name) == base.nodes.map(\.name) {
+                return reference
+            }
+        }
         guard var loaded = session.loaded?.model else {
             throw CommandError("there is no float model to compare with", hint: "load one first, e.g. 'load resnet20'")
         }
