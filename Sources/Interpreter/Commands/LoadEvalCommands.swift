@@ -113,8 +113,7 @@ enum LoadEvalCommands {
         let name = invocation.string("data") ?? "cifar10-train"
         let dataset = try session.dataset(named: name)
         let samples = min(invocation.int("samples") ?? 1024, dataset.count)
-        // Spread the samples over the file: some files are sorted by class.
-        let indices = Evaluation.indices(count: dataset.count, limit: samples, stride: max(1, dataset.count / samples))
+        let indices = Evaluation.sampleIndices(count: dataset.count, samples: samples)
         let images = dataset.batch(indices, normalization: model.normalization)
         let report = try BatchNormRecalibration.run(&model, images: images, batchSize: invocation.int("batch") ?? 256)
         session.commit(model, step: invocation.text)
