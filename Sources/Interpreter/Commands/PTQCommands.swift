@@ -232,10 +232,10 @@ enum PTQCommands {
         return (collected, false)
     }
 
-    /// `samples` images spread over the file (some files are sorted by class).
+    /// `samples` images drawn by a seeded shuffle: files ordered by class would make a fixed
+    /// stride see only some classes.
     static func sampleIndices(_ dataset: CIFAR10, samples: Int) -> [Int] {
-        let count = min(max(1, samples), dataset.count)
-        return Evaluation.indices(count: dataset.count, limit: count, stride: max(1, dataset.count / count))
+        Evaluation.sampleIndices(count: dataset.count, samples: max(1, samples))
     }
 
     /// After the weights changed, calibrated activation ranges describe the old model: re-apply
