@@ -1,7 +1,7 @@
 # Data-free ternary/6-bit (MP2/6) ResNets: the DF-MPC pairing, with the batch-norm statistics
 # re-estimated on images distilled from the float model itself, not on real images.
 #
-# Run:  qsh examples/datafree-mp26.qs        (about 15 minutes for ResNet-20 and 30 for ResNet-56 on 2 cores)
+# Run:  qsh examples/datafree-mp26.qs        (15 to 20 minutes per model on 2 busy cores)
 # Models and data are found through --models/--data, $QSH_MODELS/$QSH_DATA or the user cache.
 # Only the test set is read, to measure; no training image is used. docs/reproduction.md
 # compares these rows with the float model, the paper's recipe and real-data re-estimation.
@@ -26,17 +26,17 @@ expect top1 == 80.87 +- 1.5      # measured 80.87; real images (256): 79.09
 
 # --- ResNet-56 (Neuron Merging), float 93.88; the DF-MPC paper reports 91.05 for MP2/6 ---
 load nm-resnet56
-distill samples=256 steps=100 lr=0.2 batch=64 seed=0
+distill samples=128 steps=200 lr=0.2 batch=64 seed=1
 mixed dfmpc low=ternary high=6
 snapshot mp26
-recalibrate bn data=distilled samples=256
+recalibrate bn data=distilled samples=128
 eval cifar10
-expect top1 == 85.84 +- 1.5      # measured 85.84; real images (256): 85.43
+expect top1 == 87.27 +- 1.5      # measured 87.27; real images: 85.43 (256), 86.53 (1024)
 
 restore mp26
 compensate dfmpc
-recalibrate bn data=distilled samples=256
+recalibrate bn data=distilled samples=128
 eval cifar10
-expect top1 == 85.58 +- 1.5      # measured 85.58; real images (256): 86.15
+expect top1 == 87.16 +- 1.5      # measured 87.16; real images (256): 86.15
 
 results
