@@ -15,7 +15,7 @@ quantize weights bits=8 scheme=symmetric granularity=channel
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10
-expect top1 == 91.74 +- 0.1
+expect top1 == 91.76 +- 0.1
 expect top1 >= 91.23
 
 load resnet56
@@ -24,7 +24,7 @@ quantize weights bits=8 scheme=symmetric granularity=channel
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10
-expect top1 == 93.45 +- 0.1
+expect top1 == 93.43 +- 0.1
 expect top1 >= 92.89
 
 # --- Weight granularity x calibration method, resnet20, every 10th test image -----------------
@@ -40,7 +40,7 @@ quantize weights bits=8 scheme=symmetric granularity=channel
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10 stride=10
-expect top1 == 91.40 +- 0.2
+expect top1 == 91.00 +- 0.2
 calibrate data=cifar10-train samples=512 method=ema momentum=0.9
 eval cifar10 stride=10
 expect top1 == 91.00 +- 0.2
@@ -49,10 +49,10 @@ eval cifar10 stride=10
 expect top1 == 91.10 +- 0.2
 calibrate data=cifar10-train samples=512 method=meanstd k=3
 eval cifar10 stride=10
-expect top1 == 83.90 +- 0.2
+expect top1 == 83.70 +- 0.2
 calibrate data=cifar10-train samples=512 method=entropy
 eval cifar10 stride=10
-expect top1 == 91.40 +- 0.2
+expect top1 == 91.10 +- 0.2
 
 # W8A8, tensor-wise weights. The statistics are gathered once; each method reuses them.
 reset
@@ -61,19 +61,19 @@ quantize weights bits=8 scheme=symmetric granularity=tensor
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10 stride=10
-expect top1 == 91.10 +- 0.2
+expect top1 == 91.00 +- 0.2
 calibrate data=cifar10-train samples=512 method=ema momentum=0.9
 eval cifar10 stride=10
 expect top1 == 91.00 +- 0.2
 calibrate data=cifar10-train samples=512 method=percentile p=99.99
 eval cifar10 stride=10
-expect top1 == 91.20 +- 0.2
+expect top1 == 91.10 +- 0.2
 calibrate data=cifar10-train samples=512 method=meanstd k=3
 eval cifar10 stride=10
-expect top1 == 83.40 +- 0.2
+expect top1 == 83.60 +- 0.2
 calibrate data=cifar10-train samples=512 method=entropy
 eval cifar10 stride=10
-expect top1 == 91.00 +- 0.2
+expect top1 == 91.10 +- 0.2
 
 # W4A8, channel-wise weights. The statistics are gathered once; each method reuses them.
 reset
@@ -82,19 +82,19 @@ quantize weights bits=4 scheme=symmetric granularity=channel
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10 stride=10
-expect top1 == 89.90 +- 0.2
+expect top1 == 89.70 +- 0.2
 calibrate data=cifar10-train samples=512 method=ema momentum=0.9
 eval cifar10 stride=10
 expect top1 == 90.00 +- 0.2
 calibrate data=cifar10-train samples=512 method=percentile p=99.99
 eval cifar10 stride=10
-expect top1 == 90.20 +- 0.2
+expect top1 == 90.10 +- 0.2
 calibrate data=cifar10-train samples=512 method=meanstd k=3
 eval cifar10 stride=10
-expect top1 == 79.30 +- 0.2
+expect top1 == 79.00 +- 0.2
 calibrate data=cifar10-train samples=512 method=entropy
 eval cifar10 stride=10
-expect top1 == 89.90 +- 0.2
+expect top1 == 90.00 +- 0.2
 
 # W4A8, tensor-wise weights. The statistics are gathered once; each method reuses them.
 reset
@@ -103,19 +103,19 @@ quantize weights bits=4 scheme=symmetric granularity=tensor
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10 stride=10
-expect top1 == 85.80 +- 0.2
+expect top1 == 85.60 +- 0.2
 calibrate data=cifar10-train samples=512 method=ema momentum=0.9
 eval cifar10 stride=10
-expect top1 == 85.50 +- 0.2
+expect top1 == 85.70 +- 0.2
 calibrate data=cifar10-train samples=512 method=percentile p=99.99
 eval cifar10 stride=10
-expect top1 == 85.40 +- 0.2
+expect top1 == 85.10 +- 0.2
 calibrate data=cifar10-train samples=512 method=meanstd k=3
 eval cifar10 stride=10
-expect top1 == 71.20 +- 0.2
+expect top1 == 71.10 +- 0.2
 calibrate data=cifar10-train samples=512 method=entropy
 eval cifar10 stride=10
-expect top1 == 84.90 +- 0.2
+expect top1 == 85.40 +- 0.2
 
 # --- Data-free fixes for W4 per-tensor weights (DFQ), percentile activations -------------------
 reset
@@ -125,7 +125,7 @@ biascorrect
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=percentile p=99.99
 eval cifar10 stride=10
-expect top1 == 87.80 +- 0.2                             # bias correction alone: 85.4 -> 87.8
+expect top1 == 87.50 +- 0.2                             # bias correction alone: 85.1 -> 87.5
 
 reset
 fold bn
@@ -134,7 +134,7 @@ quantize weights bits=4 scheme=symmetric granularity=tensor
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=percentile p=99.99
 eval cifar10 stride=10
-expect top1 == 86.30 +- 0.2                             # equalization alone
+expect top1 == 86.50 +- 0.2                             # equalization alone
 
 reset
 fold bn
@@ -144,6 +144,6 @@ biascorrect
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=percentile p=99.99
 eval cifar10 stride=10
-expect top1 == 89.30 +- 0.2                             # both: 3.9 points back
+expect top1 == 89.70 +- 0.2                             # both: 4.6 points back
 
 results
