@@ -22,49 +22,49 @@ eval cifar10
 expect top1 == 18.25 +- 0.1          # MP2/6, no compensation
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 79.21 +- 0.1          # MP2/6, BN re-estimated
+expect top1 == 86.30 +- 0.1          # MP2/6, BN re-estimated
 restore mp26
 compensate dfmpc lambda1=0.1 lambda2=0
 eval cifar10
 expect top1 == 20.66 +- 0.1
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 79.62 +- 0.1
+expect top1 == 86.70 +- 0.1
 restore mp26
 compensate dfmpc lambda1=0.2 lambda2=0
 eval cifar10
 expect top1 == 20.59 +- 0.1
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 79.62 +- 0.1
+expect top1 == 86.63 +- 0.1
 restore mp26
 compensate dfmpc lambda1=0.3 lambda2=0
 eval cifar10
 expect top1 == 20.46 +- 0.1
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 79.59 +- 0.1
+expect top1 == 86.59 +- 0.1
 restore mp26
 compensate dfmpc lambda1=0.4 lambda2=0
 eval cifar10
 expect top1 == 20.33 +- 0.1
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 79.56 +- 0.1
+expect top1 == 86.49 +- 0.1
 restore mp26
 compensate dfmpc lambda1=0.5 lambda2=0
 eval cifar10
 expect top1 == 20.33 +- 0.1
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 79.51 +- 0.1
+expect top1 == 86.48 +- 0.1
 restore mp26
 compensate dfmpc lambda1=0.6 lambda2=0
 eval cifar10
 expect top1 == 20.24 +- 0.1
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 79.49 +- 0.1
+expect top1 == 86.50 +- 0.1
 
 # resnet20
 load resnet20
@@ -76,48 +76,48 @@ eval cifar10
 expect top1 == 13.89 +- 0.1          # MP2/6, no compensation
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 70.93 +- 0.1          # MP2/6, BN re-estimated
+expect top1 == 79.99 +- 0.1          # MP2/6, BN re-estimated
 restore mp26
 compensate dfmpc lambda1=0.1 lambda2=0
 eval cifar10
 expect top1 == 14.72 +- 0.1
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 71.20 +- 0.1
+expect top1 == 80.31 +- 0.1
 restore mp26
 compensate dfmpc lambda1=0.2 lambda2=0
 eval cifar10
 expect top1 == 14.55 +- 0.1
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 71.13 +- 0.1
+expect top1 == 80.30 +- 0.1
 restore mp26
 compensate dfmpc lambda1=0.3 lambda2=0
 eval cifar10
 expect top1 == 14.49 +- 0.1
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 71.26 +- 0.1
+expect top1 == 80.29 +- 0.1
 restore mp26
 compensate dfmpc lambda1=0.4 lambda2=0
 eval cifar10
 expect top1 == 14.29 +- 0.1
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 71.24 +- 0.1
+expect top1 == 80.43 +- 0.1
 restore mp26
 compensate dfmpc lambda1=0.5 lambda2=0
 eval cifar10
 expect top1 == 14.19 +- 0.1
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 71.18 +- 0.1
+expect top1 == 80.40 +- 0.1
 restore mp26
 compensate dfmpc lambda1=0.6 lambda2=0
 eval cifar10
 expect top1 == 14.16 +- 0.1
 recalibrate bn data=cifar10-train samples=$samples
 eval cifar10
-expect top1 == 71.09 +- 0.1
+expect top1 == 80.49 +- 0.1
 
 results
