@@ -35,8 +35,7 @@ enum LoadEvalCommands {
         } else {
             let progress = ProgressBar("downloading \(entry.fileName)", sink: session.errors, enabled: session.settings.progress)
             defer { progress.finish() }
-            let file = RemoteFile(fileName: entry.fileName, url: entry.downloadURL, sha256: entry.sha256)
-            url = try Fetcher.locate(file, in: session.modelDirectories, allowDownload: session.settings.allowDownload) { done, total in
+            url = try Fetcher.locate(entry.remoteFile, in: session.modelDirectories, allowDownload: session.settings.allowDownload) { done, total in
                 progress.update(done: Int(done), total: Int(total ?? 0))
             }
         }

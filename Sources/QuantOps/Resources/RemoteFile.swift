@@ -43,6 +43,8 @@ public enum KnownFiles {
         "resnet44-014dd654.th", "014dd6541728a1c700b1642ab640e211dc6eb8ed507d70697458dc8f8a0ae2e4", 2_680_855)
     public static let resnet56 = akamaster(
         "resnet56-4bfd9763.th", "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367", 3_471_733)
+    /// Published, but not among the shared files, so its digest is not known here.
+    public static let resnet110 = RemoteFile(fileName: "resnet110-1d1ed7c2.th", url: URL(string: akamasterBase + "resnet110-1d1ed7c2.th"))
     /// The Neuron-Merging ResNet-56 has no public download we know of.
     public static let neuronMergingResNet56 = RemoteFile(
         fileName: "nm-resnet56.pth.tar", sha256: "8cca1ae3647475d814da681e271cfebb35db884899495329d889279331452002",

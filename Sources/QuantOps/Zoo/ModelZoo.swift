@@ -19,25 +19,28 @@ public enum ModelZoo {
         public var normalization: Normalization
         /// Top-1 % of the float model on the CIFAR-10 test set, as PyTorch measures it.
         public var referenceTop1: Double?
+
+        /// The checkpoint as the fetcher looks for it, downloads and verifies it.
+        public var remoteFile: RemoteFile { RemoteFile(fileName: fileName, url: downloadURL, sha256: sha256) }
     }
 
     static let imageNetNormalization = Normalization(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
     static let cifarNormalization = Normalization(mean: [0.4914, 0.4822, 0.4465], std: [0.2023, 0.1994, 0.2010])
 
-    private static func akamaster(_ depth: Int, _ file: String, _ sha256: String?, _ top1: Double?) -> Entry {
-        Entry(name: "resnet\(depth)", fileName: file, sha256: sha256,
-              downloadURL: URL(string: "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/\(file)"),
+    /// File names, digests and URLs come from `KnownFiles`, the one table of published files.
+    private static func akamaster(_ depth: Int, _ file: RemoteFile, _ top1: Double?) -> Entry {
+        Entry(name: "resnet\(depth)", fileName: file.fileName, sha256: file.sha256, downloadURL: file.url,
               architecture: .akamasterResNet(depth: depth), normalization: imageNetNormalization, referenceTop1: top1)
     }
 
     public static let entries: [Entry] = [
-        akamaster(20, "resnet20-12fca82f.th", "12fca82f0bebc4135bf1f32f6e3710e61d5108578464b84fd6d7f5c1b04036c8", 91.73),
-        akamaster(32, "resnet32-d509ac18.th", "d509ac1820d7f25398913559d7e81a13229b1e7adc5648e3bfa5e22dc137f850", 92.63),
-        akamaster(44, "resnet44-014dd654.th", "014dd6541728a1c700b1642ab640e211dc6eb8ed507d70697458dc8f8a0ae2e4", 93.10),
-        akamaster(56, "resnet56-4bfd9763.th", "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367", 93.39),
-        akamaster(110, "resnet110-1d1ed7c2.th", nil, nil),
-        Entry(name: "nm-resnet56", fileName: "nm-resnet56.pth.tar",
-              sha256: "8cca1ae3647475d814da681e271cfebb35db884899495329d889279331452002", downloadURL: nil,
+        akamaster(20, KnownFiles.resnet20, 91.73),
+        akamaster(32, KnownFiles.resnet32, 92.63),
+        akamaster(44, KnownFiles.resnet44, 93.10),
+        akamaster(56, KnownFiles.resnet56, 93.39),
+        akamaster(110, KnownFiles.resnet110, nil),
+        Entry(name: "nm-resnet56", fileName: KnownFiles.neuronMergingResNet56.fileName,
+              sha256: KnownFiles.neuronMergingResNet56.sha256, downloadURL: KnownFiles.neuronMergingResNet56.url,
               architecture: .neuronMergingResNet56, normalization: cifarNormalization, referenceTop1: 93.88),
     ]
 
