@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import XCTest
 
 /// The REPL under a real pseudo-terminal (tmux): typing, completion, errors, Ctrl-C and Ctrl-D.
@@ -19,24 +22,28 @@ final class ReplTerminalTests: XCTestCase {
         try? FileManager.default.removeItem(at: historyFile)
     }
 
-    /// Runs a tmux command. Output is read from a temporary file, not a pipe: the tmux server that
-    /// the first command starts inherits the descriptors and would keep a pipe open forever.
+    /// Runs a tmux command and waits for it with waitpid. Foundation's Process is not used: the
+    /// tmux server that the first command forks keeps descriptors that Process watches to see
+    /// its child exit, so waiting through Process can hang. Output goes through a file.
     @discardableResult
     func tmux(_ arguments: [String]) throws -> String {
-        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("\(sessionName)-\(UUID()).out")
-        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: outputFile) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/tmux")
-        process.arguments = arguments
-        let handle = try FileHandle(forWritingTo: outputFile)
-        process.standardOutput = handle
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        try handle.close()
-        return (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
+        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("\(sessionName)-\(UUID()).out").path
+        defer { try? FileManager.default.removeItem(atPath: outputFile) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputFile, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv: [UnsafeMutablePointer<CChar>?] = (["tmux"] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, "/usr/bin/tmux", &actions, nil, argv, environ) == 0 else {
+            throw Timeout(description: "could not start tmux")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        return (try? String(contentsOfFile: outputFile, encoding: .utf8)) ?? ""
     }
 
     func screen() throws -> String { try tmux(["capture-pane", "-p", "-t", sessionName]) }
