@@ -7,21 +7,7 @@ import XCTest
 /// tape. Each check compares the analytic gradient with (L(x + h) - L(x - h)) / 2h, with L
 /// accumulated in Double, on a sample of input, weight, bias, gamma and beta entries.
 final class GradientTests: XCTestCase {
-    struct SplitMix {
-        var state: UInt64
-        mutating func next() -> Float {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            return Float(z >> 40) / Float(1 << 24) * 2 - 1
-        }
-        mutating func tensor(_ shape: [Int], scale: Float = 1, offset: Float = 0) -> Tensor {
-            Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in next() * scale + offset })
-        }
-        mutating func index(below count: Int) -> Int { min(count - 1, Int((next() + 1) / 2 * Float(count))) }
-    }
+    typealias SplitMix = TestRandom
 
     enum Parameter: CaseIterable { case weight, bias }
 

@@ -3,21 +3,7 @@ import XCTest
 
 /// Each kernel against a plain loop that follows the definition.
 final class KernelTests: XCTestCase {
-    /// A small deterministic generator, so failures reproduce.
-    struct SplitMix {
-        var state: UInt64
-        mutating func next() -> Float {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            return Float(z >> 40) / Float(1 << 24) * 2 - 1
-        }
-        mutating func tensor(_ shape: [Int]) -> Tensor {
-            Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in next() })
-        }
-    }
+    typealias SplitMix = TestRandom
 
     static func referenceConv(_ x: Tensor, _ conv: Conv2D) -> Tensor {
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
