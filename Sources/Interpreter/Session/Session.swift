@@ -94,6 +94,8 @@ public final class Session {
     public var datasets: [String: CIFAR10] = [:]
     /// Post-training quantization state: float reference, layers kept float, calibration.
     public var ptq = PTQState()
+    /// The last `finetune ait`: its state to resume from and its per-epoch reports.
+    public var finetuning: FinetuneRecord?
     /// Activation statistics by model state and calibration data, so that switching range
     /// estimators does not run the model again.
     public var calibrationCache = CalibrationCache()

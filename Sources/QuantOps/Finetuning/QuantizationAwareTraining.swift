@@ -1,0 +1,388 @@
+import Foundation
+
+/// What the student is trained to match.
+public enum FinetuneLoss: String, Sendable, CaseIterable {
+    /// KL divergence to the teacher's output distribution only (AIT).
+    case kl
+    /// KL plus cross-entropy on the data set's labels (GDFQ's loss).
+    case klPlusCrossEntropy = "kl+ce"
+}
+
+/// Settings of `finetune ait` (methods.md §5; the defaults are the paper's CIFAR settings).
+public struct FinetuneOptions: Sendable, Equatable {
+    public var epochs: Int
+    public var learningRate: Float
+    public var momentum: Float
+    public var weightDecay: Float
+    public var batchSize: Int
+    public var seed: UInt64
+    public var loss: FinetuneLoss
+    /// Gradient inundation on or off.
+    public var inundation: Bool
+    /// The fraction of each quantized layer's integer weights inundation aims to change per step.
+    public var rho: Double
+    /// Epochs (counted from the first, across resumes) during which kappa is capped at 128.
+    public var warmUpEpochs: Int
+    /// rho is multiplied by `rhoDecay` every `rhoDecayEvery` epochs.
+    public var rhoDecay: Double
+    public var rhoDecayEvery: Int
+
+    public init(epochs: Int = 1, learningRate: Float = 1e-4, momentum: Float = 0.9, weightDecay: Float = 0,
+                batchSize: Int = 64, seed: UInt64 = 0, loss: FinetuneLoss = .kl, inundation: Bool = true,
+                rho: Double = 1e-3, warmUpEpochs: Int = 1, rhoDecay: Double = 0.1, rhoDecayEvery: Int = 100) {
+        self.epochs = epochs
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.weightDecay = weightDecay
+        self.batchSize = batchSize
+        self.seed = seed
+        self.loss = loss
+        self.inundation = inundation
+        self.rho = rho
+        self.warmUpEpochs = warmUpEpochs
+        self.rhoDecay = rhoDecay
+        self.rhoDecayEvery = rhoDecayEvery
+    }
+
+    /// rho during epoch `epoch` (0-based): exponential step decay, as a learning-rate schedule.
+    public func rho(atEpoch epoch: Int) -> Double {
+        rho * pow(rhoDecay, Double(epoch / max(rhoDecayEvery, 1)))
+    }
+}
+
+/// How one quantized layer's integer weights moved during an epoch.
+public struct LayerUpdates: Sendable, Equatable {
+    /// The layer's number (from 1, in execution order).
+    public var layer: Int
+    public var name: String
+    public var weights: Int
+    /// Integer weights that changed, summed over the epoch's steps.
+    public var changed: Int
+    /// Mean over steps of inundation's kappa (1 without inundation).
+    public var meanKappa: Double
+
+    /// The fraction of the layer's weights that changed per step, on average.
+    public func changedFraction(steps: Int) -> Double {
+        steps > 0 && weights > 0 ? Double(changed) / Double(steps) / Double(weights) : 0
+    }
+}
+
+/// One epoch's report.
+public struct FinetuneEpoch: Sendable {
+    /// 1-based, counted across resumes.
+    public var epoch: Int
+    public var steps: Int
+    /// Mean training loss and KL over the epoch's steps (the weights move during the epoch).
+    public var trainingLoss: Double
+    public var trainingKL: Double
+    /// KL of the end-of-epoch student against the teacher over the whole data set.
+    public var kl: Double
+    /// Images whose top class the student and the teacher agree on, in percent.
+    public var agreement: Double
+    public var rho: Double
+    public var layers: [LayerUpdates]
+    /// Seconds of training steps, without the end-of-epoch KL pass.
+    public var seconds: Double
+    public var imagesPerSecond: Double
+
+    public var changedPerStep: Double {
+        steps > 0 ? Double(layers.reduce(0) { $0 + $1.changed }) / Double(steps) : 0
+    }
+}
+
+/// Everything training needs to continue: float master weights and momentum, by parameter.
+public struct FinetuneCheckpoint: Sendable, Equatable {
+    public var master: [[Float]]
+    public var velocity: [[Float]]
+    public var epochsCompleted: Int
+    /// The KL of this state over the training data.
+    public var kl: Double
+}
+
+public struct FinetuneOutcome: Sendable {
+    /// The kept state (lowest KL among the start and the completed epochs), re-quantized.
+    public var model: Model
+    public var kept: FinetuneCheckpoint
+    /// The newest state, which may be worse than the kept one.
+    public var latest: FinetuneCheckpoint
+    public var initialKL: Double
+    public var initialAgreement: Double
+    public var epochs: [FinetuneEpoch]
+    public var interrupted: Bool
+    public var seconds: Double
+}
+
+public struct FinetuneError: Error, CustomStringConvertible, Equatable {
+    public var problem: String
+    public var remedy: String
+
+    public var description: String { "finetune: \(problem); \(remedy)" }
+}
+
+/// Quantization-aware fine-tuning of a quantized student against its float teacher.
+///
+/// The student keeps float master weights; every step the quantized layers' weights are
+/// projected onto their fixed grids (activations stay fake-quantized where the model has
+/// quantizers), gradients flow back by the straight-through estimator and SGD with Nesterov
+/// momentum updates the masters. Batch norms keep their running statistics (inference mode), so
+/// that the student's normalization matches what it is deployed with; their affine parameters,
+/// biases and float layers train too. At the end the weights are re-quantized on their grids.
+public struct QuantizationAwareTraining: Sendable {
+    /// One trained tensor of the student.
+    public struct Parameter: Sendable {
+        public enum Role: Sendable { case weight, bias }
+        public var node: Int
+        public var role: Role
+        /// The weight layer's number (from 1), for weights of conv and linear layers.
+        public var layer: Int?
+        public var name: String
+        /// Set for weights of quantized layers.
+        public var grid: WeightGrid?
+    }
+
+    public let student: Model
+    public let teacher: Model
+    public let parameters: [Parameter]
+    /// Quantized layers whose master weights start from the teacher's float weights (the rest
+    /// start from their quantized values, when the teacher's weights do not round to them).
+    public let layersFromTeacher: Int
+    let startingMaster: [[Float]]
+
+    public init(student: Model, teacher: Model) throws {
+        guard !student.nodes.isEmpty, !teacher.nodes.isEmpty else {
+            throw FinetuneError(problem: "an empty model", remedy: "load a model first")
+        }
+        var parameters: [Parameter] = []
+        var master: [[Float]] = []
+        var fromTeacher = 0
+        let teacherNodes = Dictionary(teacher.nodes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let layerNumbers = Dictionary(uniqueKeysWithValues: student.weightLayerNodes.enumerated().map { ($1, $0 + 1) })
+        for (index, node) in student.nodes.enumerated() {
+            let weight: Tensor, bias: Tensor?, precision: WeightPrecision
+            switch node.operation {
+            case .conv(let conv): (weight, bias, precision) = (conv.weight, conv.bias, conv.precision)
+            case .linear(let linear): (weight, bias, precision) = (linear.weight, linear.bias, linear.precision)
+            case .batchNorm(let norm): (weight, bias, precision) = (norm.gamma, norm.beta, .float32)
+            default: continue
+            }
+            let grid = WeightGrid(precision: precision, count: weight.count, outputChannels: weight.shape.first ?? 1)
+            if precision.isQuantized && grid == nil {
+                throw FinetuneError(problem: "layer \(node.name) has a \(precision.label) grid that does not fit its \(describeShape(weight.shape)) weights",
+                                    remedy: "quantize the layer again")
+            }
+            var start = weight.data
+            if let grid, let teacherWeight = Self.weight(of: teacherNodes[node.name]), teacherWeight.shape == weight.shape {
+                // The teacher's float weights are the natural masters when they round to the
+                // student's values; after compensation or equalization they no longer do.
+                let projected = grid.project(teacherWeight.data)
+                let agreeing = zip(projected, weight.data).filter { abs($0 - $1) <= 1e-6 * max(abs($1), 1) }.count
+                if Double(agreeing) >= 0.99 * Double(weight.count) {
+                    start = teacherWeight.data
+                    fromTeacher += 1
+                }
+            }
+            parameters.append(Parameter(node: index, role: .weight, layer: layerNumbers[index], name: node.name, grid: grid))
+            master.append(start)
+            if let bias {
+                parameters.append(Parameter(node: index, role: .bias, layer: nil, name: node.name, grid: nil))
+                master.append(bias.data)
+            }
+        }
+        guard !parameters.isEmpty else {
+            throw FinetuneError(problem: "model \(student.name) has nothing to train", remedy: "load a model with weight layers")
+        }
+        self.student = student
+        self.teacher = ActivationQuantization.removingQuantizers(teacher)
+        self.parameters = parameters
+        self.layersFromTeacher = fromTeacher
+        startingMaster = master
+    }
+
+    static func weight(of node: Node?) -> Tensor? {
+        switch node?.operation {
+        case .conv(let conv): return conv.weight
+        case .linear(let linear): return linear.weight
+        default: return nil
+        }
+    }
+
+    /// The state before any step.
+    public func initialCheckpoint() -> FinetuneCheckpoint {
+        FinetuneCheckpoint(master: startingMaster, velocity: startingMaster.map { [Float](repeating: 0, count: $0.count) },
+                           epochsCompleted: 0, kl: .nan)
+    }
+
+    /// The student with `master` in place: quantized weights projected onto their grids.
+    public func model(master: [[Float]]) -> Model {
+        var model = student
+        for (parameter, values) in zip(parameters, master) {
+            let data = parameter.grid?.project(values) ?? values
+            switch model.nodes[parameter.node].operation {
+            case .conv(var conv):
+                if parameter.role == .weight { conv.weight.data = data } else { conv.bias?.data = data }
+                model.nodes[parameter.node].operation = .conv(conv)
+            case .linear(var linear):
+                if parameter.role == .weight { linear.weight.data = data } else { linear.bias?.data = data }
+                model.nodes[parameter.node].operation = .linear(linear)
+            case .batchNorm(var norm):
+                if parameter.role == .weight { norm.gamma.data = data } else { norm.beta.data = data }
+                model.nodes[parameter.node].operation = .batchNorm(norm)
+            default:
+                break
+            }
+        }
+        return model
+    }
+
+    /// The teacher's log-probabilities for every image of `data`, row by row.
+    public func teacherLogProbabilities(_ data: CIFAR10, batchSize: Int = 200) throws -> [Double] {
+        try logits(of: teacher, on: data, batchSize: batchSize).flatMap { TeacherLoss.logSoftmax($0) }
+    }
+
+    func logits(of model: Model, on data: CIFAR10, batchSize: Int) throws -> [Tensor] {
+        let compiled = ConvolutionBackend.current == .oneDNN ? try CompiledModel(model) : nil
+        return try stride(from: 0, to: data.count, by: batchSize).map { start in
+            let input = data.batch(start ..< min(start + batchSize, data.count), normalization: model.normalization)
+            return try compiled?.logits(input) ?? ForwardPass.logits(model, input: input)
+        }
+    }
+
+    /// KL of `model` against the teacher over `data`, and the percentage of images whose top
+    /// class agrees with the teacher's.
+    public func divergence(of model: Model, on data: CIFAR10, teacher teacherLog: [Double]) throws -> (kl: Double, agreement: Double) {
+        var total = 0.0, agreeing = 0, offset = 0
+        for logits in try self.logits(of: model, on: data, batchSize: 200) {
+            let rows = logits.shape[0], classes = logits.shape[1]
+            let slice = Array(teacherLog[offset ..< offset + logits.count])
+            total += TeacherLoss.klDivergence(teacherLogProbabilities: slice, studentLogits: logits).value * Double(rows)
+            for row in 0 ..< rows {
+                let student = (0 ..< classes).max { logits.data[row * classes + $0] < logits.data[row * classes + $1] }
+                let teacher = (0 ..< classes).max { slice[row * classes + $0] < slice[row * classes + $1] }
+                if student == teacher { agreeing += 1 }
+            }
+            offset += logits.count
+        }
+        return (total / Double(max(data.count, 1)), 100 * Double(agreeing) / Double(max(data.count, 1)))
+    }
+
+    /// Trains for `options.epochs` epochs from `checkpoint` (default: the start). `shouldStop` is
+    /// polled before every step; `epochEnded` sees each epoch's report and re-quantized model.
+    public func run(on data: CIFAR10, options: FinetuneOptions, from checkpoint: FinetuneCheckpoint? = nil,
+                    shouldStop: () -> Bool = { false },
+                    stepEnded: (_ step: Int, _ steps: Int, _ epoch: Int) -> Void = { _, _, _ in },
+                    epochEnded: (FinetuneEpoch, Model) throws -> Void = { _, _ in }) throws -> FinetuneOutcome {
+        try Self.validate(options, data: data)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let teacherLog = try teacherLogProbabilities(data)
+        let classes = teacherLog.count / max(data.count, 1)
+        var state = checkpoint ?? initialCheckpoint()
+        guard state.master.count == parameters.count, zip(state.master, startingMaster).allSatisfy({ $0.count == $1.count }) else {
+            throw FinetuneError(problem: "the saved training state does not fit this model", remedy: "fine-tune without resume")
+        }
+        let initial = try divergence(of: model(master: state.master), on: data, teacher: teacherLog)
+        state.kl = initial.kl
+        var kept = state
+        var epochs: [FinetuneEpoch] = []
+        var interrupted = false
+        let lastNode = student.nodes.count - 1
+        let optimizer = NesterovSGD(learningRate: options.learningRate, momentum: options.momentum, weightDecay: options.weightDecay)
+        let labels = data.labels.map(Int.init)
+
+        training: for _ in 0 ..< options.epochs {
+            let epoch = state.epochsCompleted
+            let rho = options.rho(atEpoch: epoch)
+            let cap = epoch < options.warmUpEpochs ? GradientInundation.warmUpCap : GradientInundation.ceiling
+            var generator = SeededGenerator(seed: options.seed &+ UInt64(epoch) &* 0x9E37_79B9_7F4A_7C15)
+            let order = Array(0 ..< data.count).shuffled(using: &generator)
+            let batches = stride(from: 0, to: order.count, by: options.batchSize).map { Array(order[$0 ..< min($0 + options.batchSize, order.count)]) }
+            var layers = parameters.indices.compactMap { index -> LayerUpdates? in
+                let parameter = parameters[index]
+                guard parameter.grid != nil else { return nil }
+                return LayerUpdates(layer: parameter.layer ?? 0, name: parameter.name, weights: startingMaster[index].count,
+                                    changed: 0, meanKappa: 0)
+            }
+            let epochStart = clock.now
+            var lossSum = 0.0, klSum = 0.0, steps = 0
+            for (stepIndex, batch) in batches.enumerated() {
+                if shouldStop() {
+                    interrupted = true
+                    break training
+                }
+                let input = data.batch(batch, normalization: student.normalization)
+                let tape = try GradientTape(model: model(master: state.master), input: input)
+                let teacherRows = batch.flatMap { teacherLog[$0 * classes ..< ($0 + 1) * classes] }
+                let kl = TeacherLoss.klDivergence(teacherLogProbabilities: teacherRows, studentLogits: tape.output)
+                var loss = kl.value
+                var seed = kl.gradient
+                if options.loss == .klPlusCrossEntropy {
+                    let ce = TeacherLoss.crossEntropy(labels: batch.map { labels[$0] }, studentLogits: tape.output)
+                    loss += ce.value
+                    seed = try Kernels.add(seed, ce.gradient)
+                }
+                guard loss.isFinite else {
+                    throw FinetuneError(problem: "the loss became \(loss) at epoch \(epoch + 1), step \(stepIndex + 1)",
+                                        remedy: "lower lr (or rho with inundation)")
+                }
+                let gradients = try tape.backward(seeds: [lastNode: seed], input: false, parameters: true)
+                var layerSlot = 0
+                for (index, parameter) in parameters.enumerated() {
+                    guard let gradient = gradients.parameters[parameter.node] else { continue }
+                    let raw = parameter.role == .weight ? gradient.weight.data : (gradient.bias?.data ?? [])
+                    guard raw.count == state.master[index].count else { continue }
+                    guard let grid = parameter.grid else {
+                        optimizer.step(&state.master[index], velocity: &state.velocity[index], gradient: raw)
+                        continue
+                    }
+                    var passed = grid.straightThrough(master: state.master[index], gradient: raw)
+                    var kappa: Float = 1
+                    if options.inundation {
+                        kappa = GradientInundation.search(master: state.master[index], gradient: passed, grid: grid,
+                                                          learningRate: options.learningRate, rho: rho, cap: cap).kappa
+                        if kappa != 1 { for i in passed.indices { passed[i] *= kappa } }
+                    }
+                    let before = grid.codes(state.master[index])
+                    optimizer.step(&state.master[index], velocity: &state.velocity[index], gradient: passed)
+                    layers[layerSlot].changed += WeightGrid.changedCodes(before, grid.codes(state.master[index]))
+                    layers[layerSlot].meanKappa += Double(kappa)
+                    layerSlot += 1
+                }
+                lossSum += loss
+                klSum += kl.value
+                steps += 1
+                stepEnded(stepIndex + 1, batches.count, epoch + 1)
+            }
+            let seconds = (clock.now - epochStart).seconds
+            for index in layers.indices { layers[index].meanKappa /= Double(max(steps, 1)) }
+            state.epochsCompleted += 1
+            let trained = model(master: state.master)
+            let measured = try divergence(of: trained, on: data, teacher: teacherLog)
+            state.kl = measured.kl
+            if measured.kl < kept.kl { kept = state }
+            let report = FinetuneEpoch(epoch: state.epochsCompleted, steps: steps, trainingLoss: lossSum / Double(max(steps, 1)),
+                                       trainingKL: klSum / Double(max(steps, 1)), kl: measured.kl, agreement: measured.agreement,
+                                       rho: options.inundation ? rho : 0, layers: layers, seconds: seconds,
+                                       imagesPerSecond: Double(data.count) / max(seconds, 1e-9))
+            epochs.append(report)
+            try epochEnded(report, trained)
+        }
+        return FinetuneOutcome(model: model(master: kept.master), kept: kept, latest: state, initialKL: initial.kl,
+                               initialAgreement: initial.agreement, epochs: epochs, interrupted: interrupted,
+                               seconds: (clock.now - start).seconds)
+    }
+
+    static func validate(_ options: FinetuneOptions, data: CIFAR10) throws {
+        guard data.count > 0 else {
+            throw FinetuneError(problem: "data set \(data.name) is empty", remedy: "distill images first, e.g. 'distill samples=256'")
+        }
+        guard options.epochs >= 0, options.batchSize >= 1 else {
+            throw FinetuneError(problem: "epochs=\(options.epochs), batch=\(options.batchSize)", remedy: "use epochs >= 0 and batch >= 1")
+        }
+        guard options.learningRate >= 0, options.learningRate.isFinite, options.momentum >= 0, options.momentum < 1 else {
+            throw FinetuneError(problem: "lr=\(options.learningRate), momentum=\(options.momentum)", remedy: "use lr >= 0 and 0 <= momentum < 1")
+        }
+        guard options.rho >= 0, options.rho <= 1, options.rhoDecay > 0, options.rhoDecay <= 1 else {
+            throw FinetuneError(problem: "rho=\(options.rho), rho decay \(options.rhoDecay)", remedy: "use 0 <= rho <= 1 and 0 < decay <= 1")
+        }
+    }
+}
