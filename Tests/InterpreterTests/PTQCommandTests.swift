@@ -9,7 +9,10 @@ final class PTQCommandTests: XCTestCase {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("shared")
 
-    func harness() throws -> RecipeHarness {
+    func harness() throws -> RecipeHarness { try Self.makeHarness() }
+
+    /// A harness reading models and data from the shared folders, without progress bars.
+    static func makeHarness() throws -> RecipeHarness {
         let environment = ProcessInfo.processInfo.environment
         let models = environment["QSH_MODELS"] ?? Self.shared.appendingPathComponent("models").path
         let data = environment["QSH_DATA"] ?? Self.shared.appendingPathComponent("data").path

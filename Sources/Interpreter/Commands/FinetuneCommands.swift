@@ -5,7 +5,7 @@ import QuantOps
 /// What `finetune ait` leaves behind: the state to resume from and the per-epoch reports that
 /// `plot updates` draws.
 public struct FinetuneRecord: Sendable {
-    /// The masters and momentum behind the committed model.
+    /// The masters and momentum where the last run stopped.
     public var checkpoint: FinetuneCheckpoint
     /// The model `finetune` committed; resuming needs the session to still hold it.
     public var model: Model
@@ -25,7 +25,7 @@ enum FinetuneCommands {
         ["finetune", "ait"], group: .quantization,
         summary: "Fine-tune the quantized model against its float teacher on synthetic data (AIT)",
         help: """
-            Quantization-aware training without real data: the student (the current model, its weights and activations fake-quantized as 'quantize' and 'calibrate' left them) learns to match the float teacher (the model before quantization) on a data set such as the one 'distill' makes. Float master weights are kept and updated by SGD with Nesterov momentum; gradients pass the quantizers by the straight-through estimator; at the end every quantized layer is re-quantized on its grid. The loss is KL(teacher || student) (loss=kl, AIT) or KL plus cross-entropy on the data set's labels (loss=kl+ce, GDFQ). Gradient inundation scales each quantized layer's gradient by the kappa that makes a fraction rho of its integer weights change at the step (kappa capped at 128 during the warm-up epochs; rho multiplied by rho_decay every rho_every epochs). Each epoch reports the KL and top-class agreement with the teacher over the data, how many integer weights changed, and optionally top-1 on a strided subset of eval=DATA. The kept model is the state with the lowest KL (the start or an epoch's end). Ctrl-C stops between steps and keeps that state; 'finetune ait resume=true' continues from it with its momentum and schedule, e.g. on freshly distilled images.
+            Quantization-aware training without real data: the student (the current model, its weights and activations fake-quantized as 'quantize' and 'calibrate' left them) learns to match the float teacher (the model before quantization) on a data set such as the one 'distill' makes. Float master weights are kept and updated by SGD with Nesterov momentum; gradients pass the quantizers by the straight-through estimator; at the end every quantized layer is re-quantized on its grid. The loss is KL(teacher || student) (loss=kl, AIT) or KL plus cross-entropy on the data set's labels (loss=kl+ce, GDFQ). Gradient inundation scales each quantized layer's gradient by the kappa that makes a fraction rho of its integer weights change at the step (kappa capped at 128 during the warm-up epochs; rho multiplied by rho_decay every rho_every epochs). Each epoch reports the KL and top-class agreement with the teacher over the data, how many integer weights changed, and optionally top-1 on a strided subset of eval=DATA. The kept model is the state with the lowest KL over the data among the start and the epochs' ends. Ctrl-C stops between steps and keeps that state. 'finetune ait resume=true' continues the run where it stopped, with its momentum and schedule, e.g. on freshly distilled images.
             """,
         options: [
             OptionParameter("data", .text, default: .word(DistillCommands.distilledName), help: "training images (synthetic, e.g. from 'distill')"),
@@ -61,11 +61,6 @@ enum FinetuneCommands {
             loss: FinetuneLoss(rawValue: invocation.string("loss") ?? "kl") ?? .kl, inundation: invocation.bool("inundation") ?? true,
             rho: invocation.double("rho") ?? 1e-3, warmUpEpochs: invocation.int("warmup") ?? 1,
             rhoDecay: invocation.double("rho_decay") ?? 0.1, rhoDecayEvery: invocation.int("rho_every") ?? 100)
-        let dataName = invocation.string("data") ?? DistillCommands.distilledName
-        let data = try session.dataset(named: dataName)
-        let evaluationData = try invocation.string("eval").map { try session.dataset(named: $0) }
-        let stride = invocation.int("stride") ?? 20
-
         var previous: FinetuneRecord? = nil
         if invocation.bool("resume") == true {
             guard let record = session.finetuning else {
@@ -76,6 +71,14 @@ enum FinetuneCommands {
             }
             previous = record
         }
+        let dataName = invocation.string("data") ?? DistillCommands.distilledName
+        if dataName == DistillCommands.distilledName && session.datasets[dataName] == nil {
+            throw CommandError("there are no distilled images to fine-tune on",
+                               hint: "run 'distill' on the float model first, or name a data set with data=NAME")
+        }
+        let data = try session.dataset(named: dataName)
+        let evaluationData = try invocation.string("eval").map { try session.dataset(named: $0) }
+        let stride = invocation.int("stride") ?? 20
         let teacher = try PTQCommands.floatReference(for: session)
         let trainer = try QuantizationAwareTraining(student: state.model, teacher: teacher)
         let quantizedLayers = trainer.parameters.filter { $0.grid != nil }.count
@@ -111,18 +114,19 @@ enum FinetuneCommands {
         let epochs = (previous?.epochs ?? []) + outcome.epochs
         let keptEpoch = outcome.kept.epochsCompleted
         let step = invocation.text
-        if outcome.kept.epochsCompleted != (previous?.checkpoint.epochsCompleted ?? 0) || previous == nil {
-            session.commit(outcome.model, step: step)
-        }
+        session.commit(outcome.model, step: step)
         let committed = session.current?.model ?? outcome.model
-        session.finetuning = FinetuneRecord(checkpoint: outcome.kept, model: committed, epochs: epochs, options: options)
+        // Resuming continues the run where it stopped (momentum and all), not from the kept state.
+        session.finetuning = FinetuneRecord(checkpoint: outcome.latest, model: committed, epochs: epochs, options: options)
         session.values["finetune_kl"] = outcome.kept.kl
         let last = outcome.epochs.last
         var summary = String(format: "finetuned %d epoch%@ on %d images of '%@' in %.1f s: KL %.4f -> %.4f, agreement with the teacher %.1f%% -> %.1f%%",
                              outcome.epochs.count, outcome.epochs.count == 1 ? "" : "s", data.count, dataName, outcome.seconds,
                              outcome.initialKL, outcome.kept.kl, outcome.initialAgreement, last?.agreement ?? outcome.initialAgreement)
-        summary += keptEpoch == (previous?.checkpoint.epochsCompleted ?? 0) && !outcome.epochs.isEmpty
-            ? "; no epoch lowered the KL, kept the starting state" : "; kept epoch \(keptEpoch)"
+        if !outcome.epochs.isEmpty {
+            summary += keptEpoch == (previous?.checkpoint.epochsCompleted ?? 0)
+                ? "; no epoch lowered the KL, kept the starting state" : "; kept epoch \(keptEpoch)"
+        }
         summary += "; \(quantizedLayers) quantized layer\(quantizedLayers == 1 ? "" : "s") re-quantized on their grids"
             + " (\(trainer.layersFromTeacher) with float masters from the teacher)"
         if outcome.interrupted { summary += " (interrupted)" }

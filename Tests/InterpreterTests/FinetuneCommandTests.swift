@@ -1,0 +1,74 @@
+import Foundation
+import Interpreter
+import QuantOps
+import XCTest
+
+/// `finetune ait` and `plot updates` through the recipe language, on the shared resnet20.
+final class FinetuneCommandTests: XCTestCase {
+    func harness() throws -> RecipeHarness {
+        try PTQCommandTests.makeHarness()
+    }
+
+    static let quantizedW4A4 = """
+        load resnet20
+        distill samples=16 steps=2 batch=16 seed=1
+        quantize weights bits=4 scheme=asymmetric granularity=channel
+        quantize activations bits=4
+        calibrate data=distilled samples=16 method=percentile
+        """
+
+    func testFinetuneReportsEachEpochResumesAndPlots() throws {
+        let harness = try harness()
+        let figure = FileManager.default.temporaryDirectory.appendingPathComponent("updates-\(UUID().uuidString).svg")
+        defer { try? FileManager.default.removeItem(at: figure) }
+        XCTAssertEqual(harness.run(Self.quantizedW4A4 + """
+
+            finetune ait data=distilled epochs=2 lr=1e-4 rho=1e-3 momentum=0.9 batch=8 seed=0 eval=cifar10 stride=500
+            finetune ait resume=true epochs=1 batch=8
+            plot updates to "\(figure.path)"
+            """), .success, harness.errors.text)
+        let output = harness.output.text
+        let epochs = output.split(separator: "\n").filter { $0.hasPrefix("epoch ") }
+        XCTAssertEqual(epochs.count, 3, output)
+        XCTAssertTrue(epochs[0].hasPrefix("epoch 1/2  loss "), String(epochs[0]))
+        XCTAssertTrue(epochs[0].contains("rho 1e-03  kappa "), String(epochs[0]))
+        XCTAssertTrue(epochs[0].contains("top-1 "), "eval=cifar10 adds a top-1: \(epochs[0])")
+        XCTAssertTrue(epochs[2].hasPrefix("epoch 3/3  "), "resume continues the count: \(epochs[2])")
+        XCTAssertTrue(output.contains("20 quantized layers re-quantized on their grids (20 with float masters from the teacher)"), output)
+        XCTAssertNotNil(harness.session.values["finetune_kl"])
+        XCTAssertEqual(harness.session.finetuning?.epochs.count, 3)
+        // The committed model holds only grid values.
+        let model = try XCTUnwrap(harness.session.current?.model)
+        for info in model.weightLayers {
+            guard case .conv(let conv) = model.nodes[info.nodeIndex].operation,
+                  let grid = WeightGrid(precision: conv.precision, count: conv.weight.count, outputChannels: conv.outChannels) else { continue }
+            XCTAssertEqual(grid.project(conv.weight.data), conv.weight.data, info.name)
+        }
+        let svg = try String(contentsOf: figure, encoding: .utf8)
+        XCTAssertTrue(svg.contains("Integer weights changed per step") && svg.contains("epoch 3"), svg)
+    }
+
+    func testLossAndInundationOptionsAndErrors() throws {
+        let harness = try harness()
+        XCTAssertEqual(harness.run(Self.quantizedW4A4 + "\nfinetune ait epochs=1 batch=16 loss=kl+ce inundation=false"),
+                       .success, harness.errors.text)
+        let epoch = try XCTUnwrap(harness.output.text.split(separator: "\n").first { $0.hasPrefix("epoch ") })
+        XCTAssertFalse(epoch.contains("kappa"), "without inundation there is no kappa: \(epoch)")
+
+        harness.errors.clear()
+        XCTAssertEqual(harness.run("finetune ait loss=mse"), .recipeFailed)
+        XCTAssertTrue(harness.errors.text.contains("kl+ce"), harness.errors.text)
+        harness.errors.clear()
+        XCTAssertEqual(harness.run("undo\nfinetune ait resume=true"), .recipeFailed)
+        XCTAssertTrue(harness.errors.text.contains("the model changed since the last 'finetune ait'"), harness.errors.text)
+        harness.errors.clear()
+        XCTAssertEqual(harness.run("finetune ait data=nothing"), .recipeFailed)
+        XCTAssertTrue(harness.errors.text.contains("nothing"), harness.errors.text)
+    }
+
+    func testResumeWithoutAFinetuneSaysHowToStart() throws {
+        let harness = try harness()
+        XCTAssertEqual(harness.run("load resnet20\nfinetune ait resume=true"), .recipeFailed)
+        XCTAssertTrue(harness.errors.text.contains("there is no fine-tuning to resume"), harness.errors.text)
+    }
+}
