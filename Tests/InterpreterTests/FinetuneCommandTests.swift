@@ -66,6 +66,22 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertTrue(harness.errors.text.contains("nothing"), harness.errors.text)
     }
 
+    func testFreshImagesComeFromTheFloatTeacher() throws {
+        let harness = try harness()
+        XCTAssertEqual(harness.run(Self.quantizedW4A4 + """
+
+            finetune ait epochs=1 batch=16
+            distill samples=4 steps=1 batch=4 seed=2 from=float
+            finetune ait resume=true epochs=1 batch=4
+            """), .success, harness.errors.text)
+        XCTAssertFalse(harness.errors.text.contains("layers are quantized"), harness.errors.text)
+        XCTAssertEqual(harness.session.datasets["distilled"]?.count, 4)
+        XCTAssertTrue(harness.output.text.contains("epoch 2/2"), harness.output.text)
+        harness.errors.clear()
+        XCTAssertEqual(harness.run("distill samples=2 steps=1 batch=2"), .success, harness.errors.text)
+        XCTAssertTrue(harness.errors.text.contains("with from=float"), harness.errors.text)
+    }
+
     func testResumeWithoutAFinetuneSaysHowToStart() throws {
         let harness = try harness()
         XCTAssertEqual(harness.run("load resnet20\nfinetune ait resume=true"), .recipeFailed)

@@ -16,7 +16,7 @@ enum DistillCommands {
         ["distill"], group: .quantization,
         summary: "Distill calibration images from the float model's BN statistics (data-free)",
         help: """
-            Starts from Gaussian noise and optimizes the pixels with Adam so that the input of every batch norm has, over each batch, the mean and standard deviation of that batch norm's running statistics (ZeroQ). The loss is the sum over BN layers of the channel mean of (mu_batch - mu)^2 + (sigma_batch - sigma)^2. The result is the data set 'distilled', usable wherever a data set name goes ('recalibrate bn data=distilled'); pixels are stored as bytes, and labels are the classes the model predicts. Run it on the float model, before 'fold bn'. Ctrl-C stops early and keeps the best images so far. The same seed gives the same images on the same machine and thread count.
+            Starts from Gaussian noise and optimizes the pixels with Adam so that the input of every batch norm has, over each batch, the mean and standard deviation of that batch norm's running statistics (ZeroQ). The loss is the sum over BN layers of the channel mean of (mu_batch - mu)^2 + (sigma_batch - sigma)^2. The result is the data set 'distilled', usable wherever a data set name goes ('recalibrate bn data=distilled'); pixels are stored as bytes, and labels are the classes the model predicts. Run it on the float model, before 'fold bn', or with from=float once the model is quantized (fresh images for 'finetune ait'). Ctrl-C stops early and keeps the best images so far. The same seed gives the same images on the same machine and thread count.
             """,
         options: [
             OptionParameter("samples", .integer(1...100_000), default: .integer(256), help: "how many images"),
@@ -26,10 +26,15 @@ enum DistillCommands {
             OptionParameter("seed", .integer(0...Int.max), default: .integer(0), help: "seed of the Gaussian start"),
             OptionParameter("clamp", .boolean, default: .boolean(true), help: "keep pixels in [0, 1] while optimizing"),
             OptionParameter("name", .text, default: .word(distilledName), help: "name of the data set to create"),
+            OptionParameter("from", .choice(["current", "float"]), default: .word("current"),
+                            help: "the model whose statistics to match: the current one, or the float model before quantization"),
         ],
-        examples: ["distill", "distill samples=256 steps=200 lr=0.2 batch=64 seed=0", "distill samples=64 steps=50 name=quick"]
+        examples: ["distill", "distill samples=256 steps=200 lr=0.2 batch=64 seed=0", "distill samples=64 steps=50 name=quick",
+                   "distill seed=2 from=float"]
     ) { invocation, session in
         let state = try session.requireModel(for: "distill")
+        // Fresh images for fine-tuning come from the float teacher, not from the student being trained.
+        let model = invocation.string("from") == "float" ? try PTQCommands.floatReference(for: session) : state.model
         let options = DistillationOptions(samples: invocation.int("samples") ?? 256, steps: invocation.int("steps") ?? 200,
                                           learningRate: Float(invocation.double("lr") ?? 0.2),
                                           batchSize: invocation.int("batch") ?? 64,
@@ -39,22 +44,22 @@ enum DistillCommands {
         if CIFAR10.knownNames.contains(name) {
             throw CommandError("'\(name)' names a real data set", hint: "choose another name with name=NAME")
         }
-        let quantized = state.model.weightLayers.filter { $0.precision != .float32 }.count
+        let quantized = model.weightLayers.filter { $0.precision != .float32 }.count
         if quantized > 0 {
             // The running statistics describe the float network; matching them through quantized
             // weights yields images for a network that no longer exists.
-            session.errors.line("note: \(quantized) layers are quantized; distill from the float model (before quantizing) to match its statistics")
+            session.errors.line("note: \(quantized) layers are quantized; distill from the float model (before quantizing, or with from=float) to match its statistics")
         }
         let reportEvery = max(1, options.steps / 10)
         let showProgress = session.settings.progress
         let result = try Distillation.run(
-            model: state.model, options: options, shouldStop: { qsh_interrupt_requested() != 0 },
+            model: model, options: options, shouldStop: { qsh_interrupt_requested() != 0 },
             progress: { report in
                 guard showProgress, report.step % reportEvery == 0 || report.step == report.steps else { return }
                 session.errors.line(String(format: "distill step %d/%d  loss %.4f  best %.4f  %.1f s",
                                            report.step, report.steps, report.loss, report.bestLoss, report.seconds))
             })
-        let dataset = try Distillation.dataset(named: name, images: result.images, model: state.model)
+        let dataset = try Distillation.dataset(named: name, images: result.images, model: model)
         session.datasets[name] = dataset
         session.values["distill_loss"] = result.finalLoss
         let classes = Set(dataset.labels).count
