@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Fine-tuning step speed: `finetune ait` on a 4-bit (weights per channel, activations per tensor)
+# resnet20 in qsh against the same training step in PyTorch CPU eager
+# (Benchmarks/finetune-reference.py: fake-quantized weights and activations at the same places,
+# straight-through estimator, KL against precomputed teacher log-probabilities, Nesterov SGD,
+# batch norms on running statistics), with the same images count, batch size and thread count.
+# qsh runs twice: without gradient inundation (the like-for-like step) and with it (the added
+# cost of the kappa search). Each side's images/s covers the training steps of the epochs after
+# the first (a warm-up): total images over total step seconds. Also prints wall time and peak
+# resident memory (/usr/bin/time -v) of each whole process, and the ratio qsh / PyTorch.
+#
+# usage: Benchmarks/finetune-benchmark.sh [--threads N] [--batch N] [--images N] [--epochs N] [--model resnet20|resnet56]
+# Environment: QSH_MODELS, QSH_DATA (default ../shared/...), QSH_SCRATCH_PATH (SwiftPM build
+# folder, default .build), QSH_BINARY (a built qsh to use instead of building). Both sides
+# move with other load on the machine, so compare them from one run.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+threads="$(nproc)"
+batch=64
+images=512
+epochs=4
+model=resnet20
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --threads) threads="$2"; shift 2 ;;
+        --batch) batch="$2"; shift 2 ;;
+        --images) images="$2"; shift 2 ;;
+        --epochs) epochs="$2"; shift 2 ;;
+        --model) model="$2"; shift 2 ;;
+        *) echo "unknown option $1 (expected --threads, --batch, --images, --epochs, --model)" >&2; exit 2 ;;
+    esac
+done
+case "$model" in
+    resnet20) depth=20 ;;
+    resnet56) depth=56 ;;
+    *) echo "--model must be resnet20 or resnet56 (the PyTorch side builds the akamaster ResNet)" >&2; exit 2 ;;
+esac
+if [ "$epochs" -lt 2 ]; then
+    echo "--epochs must be at least 2: the first epoch is a warm-up" >&2
+    exit 2
+fi
+models="${QSH_MODELS:-$root/../shared/models}"
+data="${QSH_DATA:-$root/../shared/data/cifar-10-batches-bin}"
+
+python3 -c "import torch" 2>/dev/null || pip install -q "torch==2.13.0+cpu"
+
+if [ -n "${QSH_BINARY:-}" ]; then
+    qsh="$QSH_BINARY"
+else
+    scratch="${QSH_SCRATCH_PATH:-$root/.build}"
+    swift build --scratch-path "$scratch" -c release --product qsh >&2
+    qsh="$(swift build --scratch-path "$scratch" -c release --show-bin-path)/qsh"
+fi
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+recipe() {
+    echo "load $model; distill samples=$images steps=0 seed=0; quantize weights bits=4 scheme=asymmetric granularity=channel;" \
+        "quantize activations bits=4; calibrate data=distilled samples=$images method=minmax;" \
+        "finetune ait epochs=$epochs batch=$batch inundation=$1"
+}
+
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads=$threads, load average $(load)"
+echo "# $model W4A4: $images Gaussian images, batch $batch, $epochs epochs (the first a warm-up), lr 1e-4, Nesterov momentum 0.9"
+
+# The three runs go back to back so that they share the machine's load.
+load_qsh="$(load)"
+/usr/bin/time -v "$qsh" run --models "$models" --data "$data" --threads "$threads" -c "$(recipe false)" \
+    > "$work/qsh.out" 2> "$work/qsh.err"
+load_torch="$(load)"
+/usr/bin/time -v python3 Benchmarks/finetune-reference.py --models "$models" --depth "$depth" --images "$images" \
+    --batch "$batch" --epochs "$epochs" --threads "$threads" > "$work/torch.out" 2> "$work/torch.err"
+load_inundation="$(load)"
+/usr/bin/time -v "$qsh" run --models "$models" --data "$data" --threads "$threads" -c "$(recipe true)" \
+    > "$work/inundation.out" 2> "$work/inundation.err"
+
+wall() { awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$1"; }
+peak() { awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"; }
+# Epoch lines end in "N.N s, R img/s"; the rates are more precise than the seconds, so the
+# total step time of the epochs after the first is rebuilt as the sum of images / rate.
+epoch_rates() { sed -n 's|^epoch \([0-9]*\)/[0-9]* .* \([0-9.]*\) img/s.*|\1 \2|p' "$1"; }
+steady_rate() {
+    epoch_rates "$1" | awk -v n="$images" '$1 > 1 { seconds += n / $2; count++ }
+        END { if (count > 0) printf "%.1f", count * n / seconds }'
+}
+all_rates() { epoch_rates "$1" | awk '{ printf "%s%s", sep, $2; sep = " " }'; }
+qsh_kl() { sed -n 's/.*KL \([0-9.]*\) -> \([0-9.]*\),.*/\1 -> \2/p' "$1"; }
+
+qsh_rate="$(steady_rate "$work/qsh.out")"
+inundation_rate="$(steady_rate "$work/inundation.out")"
+torch_rate="$(sed -n 's/.* images_per_second=\([0-9.]*\) .*/\1/p' "$work/torch.out")"
+if [ -z "$qsh_rate" ] || [ -z "$inundation_rate" ] || [ -z "$torch_rate" ]; then
+    echo "a run failed:" >&2
+    cat "$work/qsh.out" "$work/qsh.err" "$work/torch.out" "$work/torch.err" "$work/inundation.out" "$work/inundation.err" >&2
+    exit 1
+fi
+torch_rates="$(sed -n 's/.* per_epoch_images_per_second=\(.*\)$/\1/p' "$work/torch.out")"
+torch_loss="$(sed -n 's/.* loss=\([0-9.]*->[0-9.]*\) .*/\1/p' "$work/torch.out")"
+
+printf "%-18s %8s img/s  wall %6.1f s  peak RSS %5s MiB  load %s  epochs: %s img/s  KL over the data %s\n" \
+    "qsh" "$qsh_rate" "$(wall "$work/qsh.err")" "$(peak "$work/qsh.err")" "$load_qsh" "$(all_rates "$work/qsh.out")" "$(qsh_kl "$work/qsh.out")"
+printf "%-18s %8s img/s  wall %6.1f s  peak RSS %5s MiB  load %s  epochs: %s img/s  mean step loss %s\n" \
+    "pytorch" "$torch_rate" "$(wall "$work/torch.err")" "$(peak "$work/torch.err")" "$load_torch" "$torch_rates" "$torch_loss"
+printf "%-18s %8s img/s  wall %6.1f s  peak RSS %5s MiB  load %s  epochs: %s img/s  KL over the data %s\n" \
+    "qsh inundation" "$inundation_rate" "$(wall "$work/inundation.err")" "$(peak "$work/inundation.err")" "$load_inundation" \
+    "$(all_rates "$work/inundation.out")" "$(qsh_kl "$work/inundation.out")"
+awk -v q="$qsh_rate" -v t="$torch_rate" -v i="$inundation_rate" 'BEGIN {
+    printf "qsh / PyTorch (images/s, inundation=false): %.2fx\n", q / t
+    printf "inundation overhead (step time with / without - 1): %+.0f%%\n", 100 * (q / i - 1)
+}'
