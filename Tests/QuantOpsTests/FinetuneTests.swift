@@ -149,6 +149,27 @@ final class FinetuneTests: XCTestCase {
         XCTAssertEqual(weights[0], 1.8062 - 0.1 * (1.018062 + 0.9 * 1.936062), accuracy: 1e-5)
     }
 
+    func testTheMomentumAwareSearchPredictsTheChangesTheOptimizerMakes() throws {
+        var random = SplitMix(state: 37)
+        let count = 20_000
+        let weights = random.tensor([32, count / 32], scale: 0.1)
+        let (_, precision) = try WeightQuantizer.uniform(bits: 4, scheme: .asymmetric, granularity: .channel).quantize(weights)
+        let grid = try XCTUnwrap(WeightGrid(precision: precision, count: count, outputChannels: 32))
+        let gradient = random.tensor([count], scale: 1e-3).data
+        let sgd = NesterovSGD(learningRate: 1e-4, momentum: 0.9, weightDecay: 1e-4)
+        var velocity = random.tensor([count], scale: 1e-3).data
+        let step = sgd.affineStep(weights: weights.data, velocity: velocity, gradient: gradient)
+        let search = GradientInundation.search(master: weights.data, start: step.start, direction: step.direction,
+                                               grid: grid, rho: 1e-3, cap: GradientInundation.ceiling)
+        XCTAssertEqual(Double(search.predictedChanges), 20, accuracy: 2)
+        var stepped = weights.data
+        sgd.step(&stepped, velocity: &velocity, gradient: gradient.map { $0 * search.kappa })
+        for index in stride(from: 0, to: count, by: 997) {
+            XCTAssertEqual(stepped[index], step.start[index] - search.kappa * step.direction[index], accuracy: 1e-6)
+        }
+        XCTAssertEqual(WeightGrid.changedCodes(grid.codes(weights.data), grid.codes(stepped)), search.predictedChanges)
+    }
+
     // MARK: - Training
 
     static func syntheticData(count: Int, seed: UInt64) throws -> CIFAR10 {

@@ -22,27 +22,35 @@ public enum GradientInundation {
     /// the doubling must stop somewhere.
     public static let ceiling: Float = 16_777_216
 
-    /// Searches kappa for one layer: starting at 1, double until more than `rho * numel` codes
-    /// would change (or `cap` is reached), then at most five bisections between kappa/2 and kappa
-    /// toward the count nearest the target. A kappa of 1 that already changes enough is kept:
-    /// inundation only ever enlarges gradients.
+    /// Searches kappa for one layer under the plain step `w - lr * kappa * g` (the paper's Eq. 8):
+    /// starting at 1, double until more than `rho * numel` codes would change (or `cap` is
+    /// reached), then at most five bisections between kappa/2 and kappa toward the count nearest
+    /// the target. A kappa of 1 that already changes enough is kept: inundation only ever
+    /// enlarges gradients.
     public static func search(master: [Float], gradient: [Float], grid: WeightGrid, learningRate: Float,
+                              rho: Double, cap: Float) -> Search {
+        search(master: master, start: master, direction: gradient.map { learningRate * $0 }, grid: grid, rho: rho, cap: cap)
+    }
+
+    /// The same search for any update that is affine in kappa, `w' = start - kappa * direction`,
+    /// such as a momentum step (`NesterovSGD.affineStep`), so that the count is of the weights
+    /// the optimizer will really move across a threshold.
+    public static func search(master: [Float], start: [Float], direction: [Float], grid: WeightGrid,
                               rho: Double, cap: Float) -> Search {
         let target = rho * Double(master.count)
         let codes = grid.codes(master)
         var evaluations = 0
         func changes(_ kappa: Float) -> Int {
             evaluations += 1
-            let step = learningRate * kappa
             var changed = 0
-            for index in master.indices where gradient[index] != 0 {
+            for index in master.indices {
                 let group = index / grid.groupSize
-                if grid.code(master[index] - step * gradient[index], group: group) != Int(codes[index]) { changed += 1 }
+                if grid.code(start[index] - kappa * direction[index], group: group) != Int(codes[index]) { changed += 1 }
             }
             return changed
         }
-        guard learningRate > 0, target > 0, cap >= 1 else {
-            return Search(kappa: 1, predictedChanges: learningRate > 0 ? changes(1) : 0, target: target, evaluations: evaluations)
+        guard direction.contains(where: { $0 != 0 }), target > 0, cap >= 1 else {
+            return Search(kappa: 1, predictedChanges: changes(1), target: target, evaluations: evaluations)
         }
         var kappa: Float = 1
         var count = changes(kappa)

@@ -22,4 +22,16 @@ public struct NesterovSGD: Sendable, Equatable {
             weights[index] -= lr * (direction + mu * v)
         }
     }
+
+    /// The step with the gradient scaled by kappa, written as `w' = start - kappa * direction`:
+    /// w' = w - lr (1 + mu) decay w - lr mu^2 v - kappa lr (1 + mu) g.
+    public func affineStep(weights: [Float], velocity: [Float], gradient: [Float]) -> (start: [Float], direction: [Float]) {
+        let lr = learningRate, mu = momentum, decay = weightDecay
+        var start = weights, direction = gradient
+        for index in weights.indices {
+            start[index] = weights[index] - lr * (1 + mu) * decay * weights[index] - lr * mu * mu * velocity[index]
+            direction[index] = lr * (1 + mu) * gradient[index]
+        }
+        return (start, direction)
+    }
 }

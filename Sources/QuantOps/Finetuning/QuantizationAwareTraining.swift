@@ -336,9 +336,12 @@ public struct QuantizationAwareTraining: Sendable {
                     }
                     var passed = grid.straightThrough(master: state.master[index], gradient: raw)
                     var kappa: Float = 1
-                    if options.inundation {
-                        kappa = GradientInundation.search(master: state.master[index], gradient: passed, grid: grid,
-                                                          learningRate: options.learningRate, rho: rho, cap: cap).kappa
+                    if options.inundation && options.learningRate > 0 {
+                        // Counted on the momentum step the optimizer will take, so that rho is the
+                        // fraction of integer weights that really changes.
+                        let step = optimizer.affineStep(weights: state.master[index], velocity: state.velocity[index], gradient: passed)
+                        kappa = GradientInundation.search(master: state.master[index], start: step.start, direction: step.direction,
+                                                          grid: grid, rho: rho, cap: cap).kappa
                         if kappa != 1 { for i in passed.indices { passed[i] *= kappa } }
                     }
                     let before = grid.codes(state.master[index])
