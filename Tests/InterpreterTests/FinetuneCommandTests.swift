@@ -70,12 +70,15 @@ final class FinetuneCommandTests: XCTestCase {
         let harness = try harness()
         XCTAssertEqual(harness.run(Self.quantizedW4A4 + """
 
-            finetune ait epochs=1 batch=16
+            distill samples=4 steps=1 batch=4 seed=9 from=float name=held
+            finetune ait epochs=1 batch=16 validate=held
             distill samples=4 steps=1 batch=4 seed=2 from=float
             finetune ait resume=true epochs=1 batch=4
             """), .success, harness.errors.text)
         XCTAssertFalse(harness.errors.text.contains("layers are quantized"), harness.errors.text)
         XCTAssertEqual(harness.session.datasets["distilled"]?.count, 4)
+        XCTAssertTrue(harness.output.text.contains("held-out KL "), harness.output.text)
+        XCTAssertNotNil(harness.session.values["finetune_validation_kl"])
         XCTAssertTrue(harness.output.text.contains("epoch 2/2"), harness.output.text)
         harness.errors.clear()
         XCTAssertEqual(harness.run("distill samples=2 steps=1 batch=2"), .success, harness.errors.text)

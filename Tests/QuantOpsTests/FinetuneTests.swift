@@ -216,6 +216,13 @@ final class FinetuneTests: XCTestCase {
         let resumed = try trainer.run(on: data, options: FinetuneOptions(epochs: 1, learningRate: 1e-3, batchSize: 8, rho: 1e-2),
                                       from: outcome.latest)
         XCTAssertEqual(resumed.epochs.map(\.epoch), [4])
+
+        // With held-out images the kept state is the one with the lowest KL there.
+        let heldOut = try Self.syntheticData(count: 16, seed: 9)
+        let validated = try trainer.run(on: data, validation: heldOut, options: options)
+        let validationKLs = [try XCTUnwrap(validated.initialValidation?.kl)] + validated.epochs.compactMap { $0.validation?.kl }
+        XCTAssertEqual(validationKLs.count, 4)
+        XCTAssertEqual(validated.kept.validationKL, validationKLs.min())
     }
 
     func testStoppingBetweenStepsKeepsTheBestCompletedState() throws {

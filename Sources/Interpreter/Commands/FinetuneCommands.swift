@@ -25,7 +25,7 @@ enum FinetuneCommands {
         ["finetune", "ait"], group: .quantization,
         summary: "Fine-tune the quantized model against its float teacher on synthetic data (AIT)",
         help: """
-            Quantization-aware training without real data: the student (the current model, its weights and activations fake-quantized as 'quantize' and 'calibrate' left them) learns to match the float teacher (the model before quantization) on a data set such as the one 'distill' makes. Float master weights are kept and updated by SGD with Nesterov momentum; gradients pass the quantizers by the straight-through estimator; at the end every quantized layer is re-quantized on its grid. The loss is KL(teacher || student) (loss=kl, AIT) or KL plus cross-entropy on the data set's labels (loss=kl+ce, GDFQ). Gradient inundation scales each quantized layer's gradient by the kappa that makes a fraction rho of its integer weights change at the step (kappa capped at 128 during the warm-up epochs; rho multiplied by rho_decay every rho_every epochs). Each epoch reports the KL and top-class agreement with the teacher over the data, how many integer weights changed, and optionally top-1 on a strided subset of eval=DATA. The kept model is the state with the lowest KL over the data among the start and the epochs' ends. Ctrl-C stops between steps and keeps that state. 'finetune ait resume=true' continues the run where it stopped, with its momentum and schedule, e.g. on freshly distilled images.
+            Quantization-aware training without real data: the student (the current model, its weights and activations fake-quantized as 'quantize' and 'calibrate' left them) learns to match the float teacher (the model before quantization) on a data set such as the one 'distill' makes. Float master weights are kept and updated by SGD with Nesterov momentum; gradients pass the quantizers by the straight-through estimator; at the end every quantized layer is re-quantized on its grid. The loss is KL(teacher || student) (loss=kl, AIT) or KL plus cross-entropy on the data set's labels (loss=kl+ce, GDFQ). Gradient inundation scales each quantized layer's gradient by the kappa that makes a fraction rho of its integer weights change at the step (kappa capped at 128 during the warm-up epochs; rho multiplied by rho_decay every rho_every epochs). Each epoch reports the KL and top-class agreement with the teacher over the data, how many integer weights changed, and optionally top-1 on a strided subset of eval=DATA. The kept model is the state with the lowest KL among the start and the epochs' ends, measured on validate=DATA (held-out synthetic images, e.g. a second 'distill' with another seed and name) when given, else on the training data. Ctrl-C stops between steps and keeps that state. 'finetune ait resume=true' continues the run where it stopped, with its momentum and schedule, e.g. on freshly distilled images.
             """,
         options: [
             OptionParameter("data", .text, default: .word(DistillCommands.distilledName), help: "training images (synthetic, e.g. from 'distill')"),
@@ -41,6 +41,7 @@ enum FinetuneCommands {
             OptionParameter("warmup", .integer(0...1_000_000), default: .integer(1), help: "epochs during which kappa is capped at 128"),
             OptionParameter("rho_decay", .number(0.000001...1), default: .number(0.1), help: "factor applied to rho every rho_every epochs"),
             OptionParameter("rho_every", .integer(1...1_000_000), default: .integer(100), help: "epochs between rho decays"),
+            OptionParameter("validate", .text, help: "held-out synthetic images: per-epoch KL there, and the kept state is the one with the lowest"),
             OptionParameter("eval", .text, help: "labelled data for a per-epoch top-1, e.g. cifar10"),
             OptionParameter("stride", .integer(1...10_000), default: .integer(20), help: "with eval: every K-th image"),
             OptionParameter("resume", .boolean, default: .boolean(false), help: "continue the last fine-tuning (masters, momentum, epoch count)"),
@@ -77,6 +78,7 @@ enum FinetuneCommands {
                                hint: "run 'distill' on the float model first, or name a data set with data=NAME")
         }
         let data = try session.dataset(named: dataName)
+        let validationData = try invocation.string("validate").map { try session.dataset(named: $0) }
         let evaluationData = try invocation.string("eval").map { try session.dataset(named: $0) }
         let stride = invocation.int("stride") ?? 20
         let teacher = try PTQCommands.floatReference(for: session)
@@ -89,7 +91,7 @@ enum FinetuneCommands {
         let showProgress = session.settings.progress
         var progress: ProgressBar? = nil
         let outcome = try trainer.run(
-            on: data, options: options, from: previous?.checkpoint,
+            on: data, validation: validationData, options: options, from: previous?.checkpoint,
             shouldStop: { qsh_interrupt_requested() != 0 },
             stepEnded: { step, steps, epoch in
                 if step == 1 { progress = ProgressBar("finetune epoch \(epoch)", sink: session.errors, enabled: showProgress) }
@@ -119,6 +121,7 @@ enum FinetuneCommands {
         // Resuming continues the run where it stopped (momentum and all), not from the kept state.
         session.finetuning = FinetuneRecord(checkpoint: outcome.latest, model: committed, epochs: epochs, options: options)
         session.values["finetune_kl"] = outcome.kept.kl
+        if let heldOut = outcome.kept.validationKL { session.values["finetune_validation_kl"] = heldOut }
         let last = outcome.epochs.last
         var summary = String(format: "finetuned %d epoch%@ on %d images of '%@' in %.1f s: KL %.4f -> %.4f, agreement with the teacher %.1f%% -> %.1f%%",
                              outcome.epochs.count, outcome.epochs.count == 1 ? "" : "s", data.count, dataName, outcome.seconds,
@@ -126,6 +129,9 @@ enum FinetuneCommands {
         if !outcome.epochs.isEmpty {
             summary += keptEpoch == (previous?.checkpoint.epochsCompleted ?? 0)
                 ? "; no epoch lowered the KL, kept the starting state" : "; kept epoch \(keptEpoch)"
+        }
+        if let start = outcome.initialValidation?.kl, let kept = outcome.kept.validationKL {
+            summary += String(format: "; held-out KL %.4f -> %.4f", start, kept)
         }
         summary += "; \(quantizedLayers) quantized layer\(quantizedLayers == 1 ? "" : "s") re-quantized on their grids"
             + " (\(trainer.layersFromTeacher) with float masters from the teacher)"
@@ -141,6 +147,9 @@ enum FinetuneCommands {
         var line = String(format: "epoch %d/%d  loss %.4f  KL %.4f  agree %.1f%%  changed/step %.1f (%.3f%%)",
                           report.epoch, before + asked, report.trainingLoss, report.kl, report.agreement,
                           report.changedPerStep, weights > 0 ? 100 * report.changedPerStep / Double(weights) : 0)
+        if let heldOut = report.validation {
+            line += String(format: "  held-out KL %.4f agree %.1f%%", heldOut.kl, heldOut.agreement)
+        }
         if report.rho > 0 { line += String(format: "  rho %.0e  kappa %.1f", report.rho, meanKappa) }
         line += String(format: "  %.1f s, %.0f img/s", report.seconds, report.imagesPerSecond)
         return line

@@ -79,6 +79,8 @@ public struct FinetuneEpoch: Sendable {
     public var kl: Double
     /// Images whose top class the student and the teacher agree on, in percent.
     public var agreement: Double
+    /// The same two on the held-out validation images, when there are some.
+    public var validation: (kl: Double, agreement: Double)?
     public var rho: Double
     public var layers: [LayerUpdates]
     /// Seconds of training steps, without the end-of-epoch KL pass.
@@ -97,16 +99,23 @@ public struct FinetuneCheckpoint: Sendable, Equatable {
     public var epochsCompleted: Int
     /// The KL of this state over the training data.
     public var kl: Double
+    /// The KL of this state over the validation data, when there is some.
+    public var validationKL: Double? = nil
+
+    /// What the kept state is chosen by: held-out KL when there is some, else training KL.
+    var selectionKL: Double { validationKL ?? kl }
 }
 
 public struct FinetuneOutcome: Sendable {
-    /// The kept state (lowest KL among the start and the completed epochs), re-quantized.
+    /// The kept state (lowest KL, on the validation images when given, among the start and the
+    /// completed epochs), re-quantized.
     public var model: Model
     public var kept: FinetuneCheckpoint
     /// The newest state, which may be worse than the kept one.
     public var latest: FinetuneCheckpoint
     public var initialKL: Double
     public var initialAgreement: Double
+    public var initialValidation: (kl: Double, agreement: Double)?
     public var epochs: [FinetuneEpoch]
     public var interrupted: Bool
     public var seconds: Double
@@ -267,7 +276,10 @@ public struct QuantizationAwareTraining: Sendable {
 
     /// Trains for `options.epochs` epochs from `checkpoint` (default: the start). `shouldStop` is
     /// polled before every step; `epochEnded` sees each epoch's report and re-quantized model.
-    public func run(on data: CIFAR10, options: FinetuneOptions, from checkpoint: FinetuneCheckpoint? = nil,
+    /// With `validation` images (synthetic too, but not trained on), each epoch also measures the
+    /// KL there, and the kept state is the one with the lowest held-out KL: a data-free guard
+    /// against fitting the few training images too closely.
+    public func run(on data: CIFAR10, validation: CIFAR10? = nil, options: FinetuneOptions, from checkpoint: FinetuneCheckpoint? = nil,
                     shouldStop: () -> Bool = { false },
                     stepEnded: (_ step: Int, _ steps: Int, _ epoch: Int) -> Void = { _, _, _ in },
                     epochEnded: (FinetuneEpoch, Model) throws -> Void = { _, _ in }) throws -> FinetuneOutcome {
@@ -280,8 +292,16 @@ public struct QuantizationAwareTraining: Sendable {
         guard state.master.count == parameters.count, zip(state.master, startingMaster).allSatisfy({ $0.count == $1.count }) else {
             throw FinetuneError(problem: "the saved training state does not fit this model", remedy: "fine-tune without resume")
         }
-        let initial = try divergence(of: model(master: state.master), on: data, teacher: teacherLog)
+        let validationLog = try validation.map { try teacherLogProbabilities($0) }
+        func validate(_ model: Model) throws -> (kl: Double, agreement: Double)? {
+            guard let validation, let validationLog else { return nil }
+            return try divergence(of: model, on: validation, teacher: validationLog)
+        }
+        let startModel = model(master: state.master)
+        let initial = try divergence(of: startModel, on: data, teacher: teacherLog)
+        let initialValidation = try validate(startModel)
         state.kl = initial.kl
+        state.validationKL = initialValidation?.kl
         var kept = state
         var epochs: [FinetuneEpoch] = []
         var interrupted = false
@@ -360,17 +380,19 @@ public struct QuantizationAwareTraining: Sendable {
             state.epochsCompleted += 1
             let trained = model(master: state.master)
             let measured = try divergence(of: trained, on: data, teacher: teacherLog)
+            let heldOut = try validate(trained)
             state.kl = measured.kl
-            if measured.kl < kept.kl { kept = state }
+            state.validationKL = heldOut?.kl
+            if state.selectionKL < kept.selectionKL { kept = state }
             let report = FinetuneEpoch(epoch: state.epochsCompleted, steps: steps, trainingLoss: lossSum / Double(max(steps, 1)),
-                                       trainingKL: klSum / Double(max(steps, 1)), kl: measured.kl, agreement: measured.agreement,
+                                       trainingKL: klSum / Double(max(steps, 1)), kl: measured.kl, agreement: measured.agreement, validation: heldOut,
                                        rho: options.inundation ? rho : 0, layers: layers, seconds: seconds,
                                        imagesPerSecond: Double(data.count) / max(seconds, 1e-9))
             epochs.append(report)
             try epochEnded(report, trained)
         }
         return FinetuneOutcome(model: model(master: kept.master), kept: kept, latest: state, initialKL: initial.kl,
-                               initialAgreement: initial.agreement, epochs: epochs, interrupted: interrupted,
+                               initialAgreement: initial.agreement, initialValidation: initialValidation, epochs: epochs, interrupted: interrupted,
                                seconds: (clock.now - start).seconds)
     }
 
