@@ -17,9 +17,12 @@ public struct Gradients: Sendable {
 
 /// A forward pass that keeps every node's output, so that gradients can be taken backwards.
 ///
-/// The forward pass runs node by node through the engine's own kernels (`ForwardPass.evaluate`);
-/// the tape only remembers what each backward kernel needs. It is a value: running `backward`
-/// several times with different seeds is allowed.
+/// The forward pass runs node by node and keeps every output as a plain NCHW tensor.
+/// Convolutions run on oneDNN's training primitives (forward, backward data, backward
+/// weights; blocked layouts inside, reorders at the boundaries, primitives shared across tapes
+/// of the same shapes) when `ConvolutionBackend.current` is `.oneDNN`, else on im2col + GEMM
+/// and its transposes. It is a value: running `backward` several times with different seeds
+/// is allowed.
 public struct GradientTape: Sendable {
     public let model: Model
     public let batchNormMode: BatchNormMode
@@ -45,6 +48,7 @@ public struct GradientTape: Sendable {
         self.lastNode = last
         outputs = []
         outputs.reserveCapacity(last + 1)
+        let stream = try? Self.convolutionStream()
         for index in 0 ... last {
             let node = model.nodes[index]
             let inputs = try node.inputs.map { source -> Tensor in
@@ -65,12 +69,52 @@ public struct GradientTape: Sendable {
                 var batchNorm = norm
                 batchNorm.runningMean = Tensor(shape: norm.runningMean.shape, data: statistics.mean)
                 batchNorm.runningVar = Tensor(shape: norm.runningVar.shape, data: statistics.variance)
-                outputs.append(try ForwardPass.evaluate(Node(name: node.name, operation: .batchNorm(batchNorm), inputs: node.inputs),
-                                                        inputs: inputs))
+                outputs.append(try Self.evaluate(Node(name: node.name, operation: .batchNorm(batchNorm), inputs: node.inputs),
+                                                 inputs: inputs, stream: stream))
             default:
-                outputs.append(try ForwardPass.evaluate(node, inputs: inputs))
+                outputs.append(try Self.evaluate(node, inputs: inputs, stream: stream))
             }
         }
+    }
+
+    /// A stream for the oneDNN convolutions of one pass, with oneDNN's threads set to the
+    /// engine's; nil when the GEMM kernels are selected.
+    static func convolutionStream() throws -> DNNLStream? {
+        guard ConvolutionBackend.current == .oneDNN else { return nil }
+        DNNLEngine.applyThreadCount(EngineSettings.threads)
+        return try DNNLStream()
+    }
+
+    /// One node: convolutions on oneDNN's training primitives when `stream` is given and the
+    /// geometry is supported, batch norm, clamps and sums in one parallel pass each, the rest as
+    /// `ForwardPass.evaluate` computes it.
+    static func evaluate(_ node: Node, inputs: [Tensor], stream: DNNLStream?) throws -> Tensor {
+        do {
+            switch node.operation {
+            case .conv(let conv) where inputs.count == 1:
+                let input = inputs[0]
+                guard let stream, input.rank == 4,
+                      let convolution = TrainingConvolutions.convolution(inputDims: input.shape, conv: conv) else { break }
+                return try convolution.forward(input, weight: conv.weight, bias: conv.bias, stream: stream)
+            case .batchNorm(let norm) where inputs.count == 1:
+                let input = inputs[0]
+                guard input.rank >= 2, input.shape[1] == norm.channels, norm.beta.count == norm.channels,
+                      norm.runningMean.count == norm.channels, norm.runningVar.count == norm.channels else { break }
+                let (scale, shift) = norm.scaleAndShift()
+                return TapeKernels.affine(input, scale: scale, shift: shift)
+            case .relu where inputs.count == 1:
+                return TapeKernels.clamp(inputs[0], lower: 0, upper: .infinity)
+            case .relu6 where inputs.count == 1:
+                return TapeKernels.clamp(inputs[0], lower: 0, upper: 6)
+            case .add where inputs.count == 2:
+                return try TapeKernels.add(inputs[0], inputs[1])
+            default:
+                break
+            }
+        } catch let problem as ShapeProblem {
+            throw EngineError(node: node.name, problem: problem.problem)
+        }
+        return try ForwardPass.evaluate(node, inputs: inputs)
     }
 
     /// The output of the last node on the tape.
@@ -132,25 +176,29 @@ public struct GradientTape: Sendable {
         // Nodes whose inputs need no gradient: nothing upstream of them leads to a parameter or
         // (when asked) the input.
         let needed = nodesNeedingGradient(wantInput: wantInput, wantParameters: wantParameters)
+        let stream = try? Self.convolutionStream()
         var result = Gradients(input: nil, parameters: [:])
         for index in stride(from: lastNode, through: 0, by: -1) {
-            guard let outputGradient = gradients[index] else { continue }
+            guard var outputGradient = gradients[index] else { continue }
+            // Released first, so that in-place kernels find the storage unshared.
             gradients[index] = nil
             let node = model.nodes[index]
+            if node.operation == .input {
+                if wantInput { result.input = outputGradient }
+                continue
+            }
             let inputs = node.inputs.map { outputs[$0] }
             let wantsInputGradient = node.inputs.contains { needed[$0] }
             do {
-                let step = try backwardStep(index: index, node: node, inputs: inputs, outputGradient: outputGradient,
-                                            wantInput: wantsInputGradient, wantParameters: wantParameters)
+                let step = try backwardStep(index: index, node: node, inputs: inputs, outputGradient: &outputGradient,
+                                            wantInput: wantsInputGradient, wantParameters: wantParameters, stream: stream)
                 if let parameters = step.parameters { result.parameters[index] = parameters }
-                if node.operation == .input {
-                    if wantInput { result.input = outputGradient }
-                    continue
-                }
                 for (source, gradient) in zip(node.inputs, step.inputs) where needed[source] {
                     guard let gradient else { continue }
-                    if let existing = gradients[source] {
-                        gradients[source] = try Kernels.add(existing, gradient)
+                    if var existing = gradients[source] {
+                        gradients[source] = nil
+                        try TapeKernels.accumulate(&existing, gradient)
+                        gradients[source] = existing
                     } else {
                         gradients[source] = gradient
                     }
@@ -177,14 +225,17 @@ public struct GradientTape: Sendable {
         return needed
     }
 
-    private func backwardStep(index: Int, node: Node, inputs: [Tensor], outputGradient: Tensor,
-                              wantInput: Bool, wantParameters: Bool) throws -> (inputs: [Tensor?], parameters: ParameterGradient?) {
+    /// The gradients of one node's inputs and parameters. Elementwise adjoints work in place
+    /// on `outputGradient` and hand it on.
+    private func backwardStep(index: Int, node: Node, inputs: [Tensor], outputGradient: inout Tensor,
+                              wantInput: Bool, wantParameters: Bool,
+                              stream: DNNLStream?) throws -> (inputs: [Tensor?], parameters: ParameterGradient?) {
         switch node.operation {
         case .input:
             return ([], nil)
         case .conv(let conv):
             let step = try BackwardKernels.conv2d(input: inputs[0], conv, outputGradient: outputGradient,
-                                                  wantInput: wantInput, wantParameters: wantParameters)
+                                                  wantInput: wantInput, wantParameters: wantParameters, stream: stream)
             return ([step.input], step.parameters)
         case .linear(let layer):
             let step = BackwardKernels.linear(input: inputs[0], layer, outputGradient: outputGradient,
@@ -196,13 +247,15 @@ public struct GradientTape: Sendable {
                                                              outputGradient: outputGradient)
                 return ([step.input], wantParameters ? step.parameters : nil)
             }
-            let step = BackwardKernels.batchNormInference(input: inputs[0], norm, outputGradient: outputGradient,
-                                                          wantParameters: wantParameters)
-            return ([step.input], step.parameters)
+            let parameters = BackwardKernels.batchNormInference(input: inputs[0], norm, outputGradient: &outputGradient,
+                                                                wantParameters: wantParameters)
+            return ([outputGradient], parameters)
         case .relu:
-            return ([BackwardKernels.clamp(input: inputs[0], outputGradient: outputGradient, lower: 0, upper: .infinity)], nil)
+            BackwardKernels.clamp(input: inputs[0], outputGradient: &outputGradient, lower: 0, upper: .infinity)
+            return ([outputGradient], nil)
         case .relu6:
-            return ([BackwardKernels.clamp(input: inputs[0], outputGradient: outputGradient, lower: 0, upper: 6)], nil)
+            BackwardKernels.clamp(input: inputs[0], outputGradient: &outputGradient, lower: 0, upper: 6)
+            return ([outputGradient], nil)
         case .add:
             return ([outputGradient, outputGradient], nil)
         case .shortcutA(let stride, let padChannels):
