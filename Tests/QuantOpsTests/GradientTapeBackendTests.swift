@@ -6,7 +6,8 @@ import XCTest
 /// each other on ResNet-20, and the oneDNN path's determinism at a fixed thread count.
 ///
 /// `QSH_TAPE_BENCHMARK=1 swift test -c release --filter GradientTapeBackendTests` also times a
-/// training step (forward, then backward with weight gradients) at batch 128 on both paths.
+/// training step (forward, then backward with weight gradients) at batch 128 on both paths
+/// (`QSH_TAPE_BENCHMARK_THREADS`, `QSH_TAPE_BENCHMARK_BATCH` change the thread count and batch).
 final class GradientTapeBackendTests: XCTestCase {
     static func withBackend<Result>(_ backend: ConvolutionBackend, _ body: () throws -> Result) rethrows -> Result {
         let saved = ConvolutionBackend.current
@@ -69,9 +70,13 @@ final class GradientTapeBackendTests: XCTestCase {
         guard ProcessInfo.processInfo.environment["QSH_TAPE_BENCHMARK"] != nil else {
             throw XCTSkip("set QSH_TAPE_BENCHMARK=1 to time the training step")
         }
+        let environment = ProcessInfo.processInfo.environment
+        let savedThreads = EngineSettings.threads
+        defer { EngineSettings.threads = savedThreads }
+        if let threads = environment["QSH_TAPE_BENCHMARK_THREADS"].flatMap(Int.init) { EngineSettings.threads = threads }
         let model = try EngineFixtures.zooModel("resnet20")
         var random = TestRandom(state: 7)
-        let batch = 128
+        let batch = environment["QSH_TAPE_BENCHMARK_BATCH"].flatMap(Int.init) ?? 128
         let input = random.tensor([batch, 3, 32, 32])
         let seed = random.tensor([batch, 10])
         let clock = ContinuousClock()

@@ -60,11 +60,8 @@ enum BackwardKernels {
                             for n in 0 ..< batch {
                                 let base = (n * channels + c) * plane
                                 // Float within a plane (centred, so no cancellation), Double across planes.
-                                var sum: Float = 0, products: Float = 0
-                                for i in base ..< base + plane {
-                                    sum += dy[i]
-                                    products += dy[i] * (x[i] - m)
-                                }
+                                let (sum, products) = TapeKernels.maskedMoments(dy, mask: nil, lower: 0, upper: 0, x, centre: m,
+                                                                                range: base ..< base + plane)
                                 total += Double(sum)
                                 totalWeighted += Double(products)
                             }

@@ -19,15 +19,15 @@ extension BackwardKernels {
             throw ShapeProblem(problem: "output gradient \(describeShape(outputGradient.shape)) does not match the convolution's output \(describeShape(outShape))")
         }
         if let stream, let convolution = TrainingConvolutions.convolution(inputDims: input.shape, conv: conv) {
-            let inputGradient = wantInput ? try convolution.inputGradient(outputGradient, weight: conv.weight, stream: stream) : nil
+            let step = try convolution.backward(input: input, outputGradient: outputGradient, weight: conv.weight,
+                                                wantInput: wantInput, weightShape: wantParameters ? conv.weight.shape : nil,
+                                                stream: stream)
             var parameters: ParameterGradient? = nil
-            if wantParameters {
-                let weight = try convolution.weightGradient(input: input, outputGradient: outputGradient,
-                                                            weightShape: conv.weight.shape, stream: stream)
+            if let weight = step.weight {
                 let bias = conv.bias.map { _ in Tensor(shape: [g.outChannels], data: channelSums(outputGradient)) }
                 parameters = ParameterGradient(weight: weight, bias: bias)
             }
-            return (inputGradient, parameters)
+            return (step.input, parameters)
         }
         let rows = g.columnRows, columns = g.outPlane
         let tasks = g.batch * g.groups

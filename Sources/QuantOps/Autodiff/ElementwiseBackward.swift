@@ -58,29 +58,17 @@ struct ElementwiseBackward {
                                         // One loop per case, so that each vectorizes without branches.
                                         switch (mask, add) {
                                         case let (mask?, add?):
-                                            for i in plane { target[i] = add[i] + (mask[i] > lower && mask[i] < upper ? dy[i] : 0) * s }
+                                            for i in plane { target[i] = add[i] + Self.pass(dy[i], where: mask[i], lower, upper) * s }
                                         case let (mask?, nil):
-                                            for i in plane { target[i] = (mask[i] > lower && mask[i] < upper ? dy[i] : 0) * s }
+                                            for i in plane { target[i] = Self.pass(dy[i], where: mask[i], lower, upper) * s }
                                         case let (nil, add?):
                                             for i in plane { target[i] = add[i] + dy[i] * s }
                                         case (nil, nil):
                                             for i in plane { target[i] = dy[i] * s }
                                         }
                                         guard let x, let sums, let weighted else { return }
-                                        let m = mean[c]
-                                        var sum: Float = 0, products: Float = 0
-                                        if let mask {
-                                            for i in plane {
-                                                let g = mask[i] > lower && mask[i] < upper ? dy[i] : 0
-                                                sum += g
-                                                products += g * (x[i] - m)
-                                            }
-                                        } else {
-                                            for i in plane {
-                                                sum += dy[i]
-                                                products += dy[i] * (x[i] - m)
-                                            }
-                                        }
+                                        let (sum, products) = TapeKernels.maskedMoments(dy, mask: mask, lower: lower, upper: upper, x,
+                                                                                        centre: mean[c], range: plane)
                                         let task = plane.lowerBound / max(plane.count, 1)
                                         sums[task] = sum
                                         weighted[task] = products
@@ -100,5 +88,13 @@ struct ElementwiseBackward {
             weightedSums[task % channels] += Double(planeWeighted[task])
         }
         return Result(gradient: gradient, sums: sums, weightedSums: weightedSums)
+    }
+
+    /// `value` where `x` lies strictly inside (lower, upper), else 0 (also for NaN). A bit mask
+    /// from the two comparisons rather than a branch, so that the loops vectorize.
+    @inline(__always)
+    static func pass(_ value: Float, where x: Float, _ lower: Float, _ upper: Float) -> Float {
+        let inside: UInt32 = (x > lower ? UInt32.max : 0) & (x < upper ? UInt32.max : 0)
+        return Float(bitPattern: value.bitPattern & inside)
     }
 }

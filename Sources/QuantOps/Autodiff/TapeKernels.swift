@@ -30,15 +30,14 @@ enum TapeKernels {
         return Tensor(shape: shape, data: data)
     }
 
-    /// `min(max(x * scale[c] + shift[c], lower), upper)` per channel.
-    static func affine(_ input: Tensor, scale: [Float], shift: [Float], lower: Float = -.infinity,
-                       upper: Float = .infinity) -> Tensor {
+    /// `x * scale[c] + shift[c]` per channel.
+    static func affine(_ input: Tensor, scale: [Float], shift: [Float]) -> Tensor {
         input.data.withUnsafeBufferPointer { xBuffer in
             let x = xBuffer.baseAddress!
             return fresh(input.shape) { target in
                 planes(input) { plane, c in
                     let s = scale[c], t = shift[c]
-                    for i in plane { target[i] = min(max(x[i] * s + t, lower), upper) }
+                    for i in plane { target[i] = x[i] * s + t }
                 }
             }
         }
@@ -108,5 +107,39 @@ enum TapeKernels {
         } else {
             for task in 0 ..< batch * channels { body(task * size ..< (task + 1) * size, task % channels) }
         }
+    }
+
+    /// Over `range`: the sum of g and of g * (x - centre), where g is `values` kept only where
+    /// `mask` (when given) lies strictly inside (lower, upper). Eight lanes, then the lanes and
+    /// the tail in a fixed order, so the result depends on the data alone.
+    @inline(__always)
+    static func maskedMoments(_ values: UnsafePointer<Float>, mask: UnsafePointer<Float>?, lower: Float, upper: Float,
+                              _ x: UnsafePointer<Float>, centre: Float, range: Range<Int>) -> (sum: Float, weighted: Float) {
+        typealias Lanes = SIMD8<Float>
+        var sums = Lanes(), weighted = Lanes()
+        let centres = Lanes(repeating: centre), lowers = Lanes(repeating: lower), uppers = Lanes(repeating: upper)
+        var i = range.lowerBound
+        while i + Lanes.scalarCount <= range.upperBound {
+            var g = UnsafeRawPointer(values + i).loadUnaligned(as: Lanes.self)
+            if let mask {
+                let m = UnsafeRawPointer(mask + i).loadUnaligned(as: Lanes.self)
+                g.replace(with: 0, where: .!((m .> lowers) .& (m .< uppers)))
+            }
+            sums += g
+            weighted += g * (UnsafeRawPointer(x + i).loadUnaligned(as: Lanes.self) - centres)
+            i += Lanes.scalarCount
+        }
+        var sum: Float = 0, products: Float = 0
+        for lane in 0 ..< Lanes.scalarCount {
+            sum += sums[lane]
+            products += weighted[lane]
+        }
+        while i < range.upperBound {
+            let g = mask.map { ElementwiseBackward.pass(values[i], where: $0[i], lower, upper) } ?? values[i]
+            sum += g
+            products += g * (x[i] - centre)
+            i += 1
+        }
+        return (sum, products)
     }
 }

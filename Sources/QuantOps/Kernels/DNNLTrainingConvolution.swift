@@ -221,12 +221,17 @@ final class DNNLTrainingConvolution: @unchecked Sendable {
         }
     }
 
-    /// The gradient with respect to the input, NCHW, for `outputGradient` (NCHW).
-    func inputGradient(_ outputGradient: Tensor, weight: Tensor, stream: DNNLStream) throws -> Tensor {
-        let stage = try backwardData()
+    /// The gradients with respect to the input (NCHW, when `wantInput`) and the weights (in the
+    /// layer's (O, I/G, KH, KW) shape, when `weightShape` is given) for `outputGradient`
+    /// (NCHW). The output gradient is reordered once where both primitives read the same layout.
+    func backward(input: Tensor, outputGradient: Tensor, weight: Tensor, wantInput: Bool, weightShape: [Int]?,
+                  stream: DNNLStream) throws -> (input: Tensor?, weight: Tensor?) {
+        let data = wantInput ? try backwardData() : nil
+        let weights = weightShape == nil ? nil : try backwardWeights()
         return try outputGradient.data.withUnsafeBufferPointer { dy in
-            try weight.data.withUnsafeBufferPointer { w in
-                try Self.staged(stage.input, from: plainDestination, dy.baseAddress!, stage.inputFromPlain, stream) { gradient in
+            let plainGradient = dy.baseAddress!
+            func inputGradient(_ stage: Stage, gradient: UnsafeMutableRawPointer) throws -> Tensor {
+                try weight.data.withUnsafeBufferPointer { w in
                     try Self.staged(stage.weights, from: plainWeights, w.baseAddress!, stage.weightsFromPlain, stream) { weights in
                         try Self.produce(geometry.inShape, layout: stage.output, toPlain: stage.outputToPlain, plain: plainSource,
                                          stream: stream) { sourceGradient in
@@ -237,28 +242,35 @@ final class DNNLTrainingConvolution: @unchecked Sendable {
                     }
                 }
             }
-        }
-    }
-
-    /// The gradient with respect to the weights, in the layer's (O, I/G, KH, KW) shape.
-    func weightGradient(input: Tensor, outputGradient: Tensor, weightShape: [Int], stream: DNNLStream) throws -> Tensor {
-        let stage = try backwardWeights()
-        let gradientLayout = stage.secondInput ?? plainDestination
-        let result = try input.data.withUnsafeBufferPointer { x in
-            try outputGradient.data.withUnsafeBufferPointer { dy in
-                try Self.staged(stage.input, from: plainSource, x.baseAddress!, stage.inputFromPlain, stream) { source in
-                    try Self.staged(gradientLayout, from: plainDestination, dy.baseAddress!, stage.secondInputFromPlain, stream) { gradient in
-                        try Self.produce(weightShape, layout: stage.output, toPlain: stage.outputToPlain, plain: plainWeights,
-                                         stream: stream) { weightsGradient in
-                            try stream.execute(stage.primitive, [(DNNLArgument.source, stage.input, source),
-                                                                 (DNNLGradientArgument.destinationGradient, gradientLayout, gradient),
-                                                                 (DNNLGradientArgument.weightsGradient, stage.output, weightsGradient)])
+            func weightGradient(_ stage: Stage, shape: [Int], gradient: UnsafeMutableRawPointer?) throws -> Tensor {
+                let gradientLayout = stage.secondInput ?? plainDestination
+                return try input.data.withUnsafeBufferPointer { x in
+                    try Self.staged(stage.input, from: plainSource, x.baseAddress!, stage.inputFromPlain, stream) { source in
+                        let run = { (gradient: UnsafeMutableRawPointer) in
+                            try Self.produce(shape, layout: stage.output, toPlain: stage.outputToPlain, plain: self.plainWeights,
+                                             stream: stream) { weightsGradient in
+                                try stream.execute(stage.primitive, [(DNNLArgument.source, stage.input, source),
+                                                                     (DNNLGradientArgument.destinationGradient, gradientLayout, gradient),
+                                                                     (DNNLGradientArgument.weightsGradient, stage.output, weightsGradient)])
+                            }
                         }
+                        if let gradient { return try run(gradient) }
+                        return try Self.staged(gradientLayout, from: plainDestination, plainGradient, stage.secondInputFromPlain,
+                                               stream, run)
                     }
                 }
             }
+            guard let data else {
+                guard let weights, let weightShape else { return (nil, nil) }
+                return (nil, try weightGradient(weights, shape: weightShape, gradient: nil))
+            }
+            return try Self.staged(data.input, from: plainDestination, plainGradient, data.inputFromPlain, stream) { gradient in
+                let inputResult = try inputGradient(data, gradient: gradient)
+                guard let weights, let weightShape else { return (inputResult, nil) }
+                let shared = DNNLMemory.equal(weights.secondInput ?? plainDestination, data.input)
+                return (inputResult, try weightGradient(weights, shape: weightShape, gradient: shared ? gradient : nil))
+            }
         }
-        return result
     }
 
     /// Calls `body` with `plain` itself when the layouts coincide, else with a temporary
