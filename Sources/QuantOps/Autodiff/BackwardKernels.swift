@@ -23,42 +23,56 @@ public struct BatchStatistics: Sendable, Equatable {
 /// the gradient of a scalar with respect to the output, the gradients with respect to the
 /// inputs and parameters. Shape checks throw `ShapeProblem`, as the forward kernels do.
 enum BackwardKernels {
-    /// Inference batch norm is a per-channel affine map: dx = dy * gamma / sigma.
-    static func batchNormInference(input: Tensor, _ norm: BatchNorm, outputGradient: Tensor,
-                                   wantParameters: Bool) -> (input: Tensor, parameters: ParameterGradient?) {
+    /// Inference batch norm is a per-channel affine map: dx = dy * gamma / sigma, scaled in
+    /// place. The parameter gradients (dgamma = sum dy * xhat, dbeta = sum dy) are taken first.
+    static func batchNormInference(input: Tensor, _ norm: BatchNorm, outputGradient: inout Tensor,
+                                   wantParameters: Bool) -> ParameterGradient? {
         let (scale, _) = norm.scaleAndShift()
-        let channels = norm.channels
-        let batch = input.shape[0]
-        let plane = input.count / max(batch * channels, 1)
-        var dx = outputGradient.data
-        dx.withUnsafeMutableBufferPointer { values in
-            for n in 0 ..< batch {
-                for c in 0 ..< channels {
-                    let base = (n * channels + c) * plane
-                    let s = scale[c]
-                    for i in base ..< base + plane { values[i] *= s }
-                }
-            }
-        }
         var parameters: ParameterGradient? = nil
         if wantParameters {
-            var gamma = [Double](repeating: 0, count: channels)
-            for n in 0 ..< batch {
-                for c in 0 ..< channels {
-                    let base = (n * channels + c) * plane
-                    let mean = Double(norm.runningMean.data[c])
-                    let inverseSigma = 1 / (Double(norm.runningVar.data[c]) + Double(norm.epsilon)).squareRoot()
-                    var sum = 0.0
-                    for i in base ..< base + plane {
-                        sum += Double(outputGradient.data[i]) * (Double(input.data[i]) - mean) * inverseSigma
+            let mean = norm.runningMean.data.map(Double.init)
+            let inverseSigma = norm.runningVar.data.map { 1 / (Double($0) + Double(norm.epsilon)).squareRoot() }
+            let (gamma, beta) = channelReductions(outputGradient, input, mean: mean, inverseSigma: inverseSigma)
+            parameters = ParameterGradient(weight: Tensor(shape: norm.gamma.shape, data: gamma.map { Float($0) }),
+                                           bias: Tensor(shape: norm.beta.shape, data: beta.map { Float($0) }))
+        }
+        TapeKernels.scaleChannels(&outputGradient, scale: scale)
+        return parameters
+    }
+
+    /// Per channel, in Double: sum of dy * (x - mean) * inverseSigma, and sum of dy. Parallel
+    /// over channels; each channel sums its planes in image order, whatever the thread count.
+    static func channelReductions(_ outputGradient: Tensor, _ input: Tensor, mean: [Double],
+                                  inverseSigma: [Double]) -> (weighted: [Double], plain: [Double]) {
+        let batch = input.shape[0], channels = input.shape[1]
+        let plane = input.count / max(batch * channels, 1)
+        var weighted = [Double](repeating: 0, count: channels)
+        var plain = [Double](repeating: 0, count: channels)
+        outputGradient.data.withUnsafeBufferPointer { dyBuffer in
+            input.data.withUnsafeBufferPointer { xBuffer in
+                weighted.withUnsafeMutableBufferPointer { weightedBuffer in
+                    plain.withUnsafeMutableBufferPointer { plainBuffer in
+                        let dy = dyBuffer.baseAddress!, x = xBuffer.baseAddress!
+                        let weightedBase = weightedBuffer.baseAddress!, plainBase = plainBuffer.baseAddress!
+                        OpenMPTeam.parallelFor(channels) { _, c in
+                            let m = Float(mean[c])
+                            var total = 0.0, totalWeighted = 0.0
+                            for n in 0 ..< batch {
+                                let base = (n * channels + c) * plane
+                                // Float within a plane (centred, so no cancellation), Double across planes.
+                                let (sum, products) = TapeKernels.maskedMoments(dy, mask: nil, lower: 0, upper: 0, x, centre: m,
+                                                                                range: base ..< base + plane)
+                                total += Double(sum)
+                                totalWeighted += Double(products)
+                            }
+                            plainBase[c] = total
+                            weightedBase[c] = totalWeighted * inverseSigma[c]
+                        }
                     }
-                    gamma[c] += sum
                 }
             }
-            parameters = ParameterGradient(weight: Tensor(shape: norm.gamma.shape, data: gamma.map { Float($0) }),
-                                           bias: Tensor(shape: norm.beta.shape, data: channelSums(outputGradient)))
         }
-        return (Tensor(shape: input.shape, data: dx), parameters)
+        return (weighted, plain)
     }
 
     /// Batch norm normalizing with the batch's own statistics, y = gamma * xhat + beta:
@@ -69,50 +83,46 @@ enum BackwardKernels {
         let batch = input.shape[0]
         let plane = input.count / max(batch * channels, 1)
         let count = Double(batch * plane)
-        var sumGradient = [Double](repeating: 0, count: channels)
-        var sumGradientXhat = [Double](repeating: 0, count: channels)
         let inverseSigma = (0 ..< channels).map { 1 / (Double(statistics.variance[$0]) + Double(norm.epsilon)).squareRoot() }
-        for n in 0 ..< batch {
-            for c in 0 ..< channels {
-                let base = (n * channels + c) * plane
-                let mean = Double(statistics.mean[c])
-                var sum = 0.0, weighted = 0.0
-                for i in base ..< base + plane {
-                    let dy = Double(outputGradient.data[i])
-                    sum += dy
-                    weighted += dy * (Double(input.data[i]) - mean) * inverseSigma[c]
-                }
-                sumGradient[c] += sum
-                sumGradientXhat[c] += weighted
-            }
+        let (sumGradientXhat, sumGradient) = channelReductions(outputGradient, input, mean: statistics.mean.map(Double.init),
+                                                               inverseSigma: inverseSigma)
+        // dx = a * dy + b * (x - mean) + c per channel, the Double coefficients rounded once.
+        var a = [Float](repeating: 0, count: channels), b = a, c = a
+        for channel in 0 ..< channels {
+            let scale = Double(norm.gamma.data[channel]) * inverseSigma[channel]
+            let meanGradient = sumGradient[channel] / count, meanWeighted = sumGradientXhat[channel] / count
+            a[channel] = Float(scale)
+            b[channel] = Float(-scale * meanWeighted * inverseSigma[channel])
+            c[channel] = Float(-scale * meanGradient)
         }
-        var dx = [Float](repeating: 0, count: input.count)
-        for n in 0 ..< batch {
-            for c in 0 ..< channels {
-                let base = (n * channels + c) * plane
-                let mean = Double(statistics.mean[c])
-                let scale = Double(norm.gamma.data[c]) * inverseSigma[c]
-                let meanGradient = sumGradient[c] / count, meanWeighted = sumGradientXhat[c] / count
-                for i in base ..< base + plane {
-                    let xhat = (Double(input.data[i]) - mean) * inverseSigma[c]
-                    dx[i] = Float(scale * (Double(outputGradient.data[i]) - meanGradient - xhat * meanWeighted))
+        let dx = [Float](unsafeUninitializedCapacity: input.count) { buffer, initialized in
+            input.data.withUnsafeBufferPointer { xBuffer in
+                outputGradient.data.withUnsafeBufferPointer { dyBuffer in
+                    let x = xBuffer.baseAddress!, dy = dyBuffer.baseAddress!, target = buffer.baseAddress!
+                    OpenMPTeam.parallelFor(batch * channels) { _, task in
+                        let channel = task % channels
+                        let (p, q, r, m) = (a[channel], b[channel], c[channel], statistics.mean[channel])
+                        for i in task * plane ..< (task + 1) * plane { target[i] = p * dy[i] + q * (x[i] - m) + r }
+                    }
                 }
             }
+            initialized = input.count
         }
         let parameters = ParameterGradient(weight: Tensor(shape: norm.gamma.shape, data: sumGradientXhat.map { Float($0) }),
                                            bias: Tensor(shape: norm.beta.shape, data: sumGradient.map { Float($0) }))
         return (Tensor(shape: input.shape, data: dx), parameters)
     }
 
-    /// Passes the gradient where the input lies strictly inside (lower, upper).
-    static func clamp(input: Tensor, outputGradient: Tensor, lower: Float, upper: Float) -> Tensor {
-        var dx = outputGradient.data
-        input.data.withUnsafeBufferPointer { x in
-            dx.withUnsafeMutableBufferPointer { values in
-                for i in values.indices { values[i] = x[i] > lower && x[i] < upper ? values[i] : 0 }
+    /// Passes the gradient where the input lies strictly inside (lower, upper), in place.
+    static func clamp(input: Tensor, outputGradient: inout Tensor, lower: Float, upper: Float) {
+        input.data.withUnsafeBufferPointer { xBuffer in
+            outputGradient.data.withUnsafeMutableBufferPointer { values in
+                let x = xBuffer.baseAddress!, dy = values.baseAddress!
+                TapeKernels.chunks(values.count) { range in
+                    for i in range where !(x[i] > lower && x[i] < upper) { dy[i] = 0 }
+                }
             }
         }
-        return Tensor(shape: input.shape, data: dx)
     }
 
     /// Rounding has zero derivative almost everywhere, so fake quantizers pass the gradient

@@ -9,12 +9,25 @@ import CBLAS
 /// Work is split over (image, group) tasks; each worker sums its own weight gradient, and the
 /// workers' sums are added in worker order, so a fixed thread count gives identical results.
 extension BackwardKernels {
+    /// With `stream`, the oneDNN backward primitives run where the backend is oneDNN and the
+    /// geometry is supported; otherwise the GEMM formulation below.
     static func conv2d(input: Tensor, _ conv: Conv2D, outputGradient: Tensor,
-                       wantInput: Bool, wantParameters: Bool) throws -> (input: Tensor?, parameters: ParameterGradient?) {
+                       wantInput: Bool, wantParameters: Bool, stream: DNNLStream? = nil) throws -> (input: Tensor?, parameters: ParameterGradient?) {
         let g = try ConvolutionGeometry(input: input.shape, conv: conv)
         let outShape = [g.batch, g.outChannels, g.outHeight, g.outWidth]
         guard outputGradient.shape == outShape else {
             throw ShapeProblem(problem: "output gradient \(describeShape(outputGradient.shape)) does not match the convolution's output \(describeShape(outShape))")
+        }
+        if let stream, let convolution = TrainingConvolutions.convolution(inputDims: input.shape, conv: conv) {
+            let step = try convolution.backward(input: input, outputGradient: outputGradient, weight: conv.weight,
+                                                wantInput: wantInput, weightShape: wantParameters ? conv.weight.shape : nil,
+                                                stream: stream)
+            var parameters: ParameterGradient? = nil
+            if let weight = step.weight {
+                let bias = conv.bias.map { _ in Tensor(shape: [g.outChannels], data: channelSums(outputGradient)) }
+                parameters = ParameterGradient(weight: weight, bias: bias)
+            }
+            return (step.input, parameters)
         }
         let rows = g.columnRows, columns = g.outPlane
         let tasks = g.batch * g.groups
@@ -88,22 +101,33 @@ extension BackwardKernels {
         return (inputGradient.map { Tensor(shape: input.shape, data: $0) }, parameters)
     }
 
-    /// Sum of an NCHW (or NC) tensor over everything but the channel axis, in Double.
+    /// Sum of an NCHW (or NC) tensor over everything but the channel axis: Float within a
+    /// plane, Double across planes, each channel in image order.
     static func channelSums(_ tensor: Tensor) -> [Float] {
         let batch = tensor.shape[0], channels = tensor.shape[1]
         let plane = tensor.count / max(batch * channels, 1)
-        var sums = [Double](repeating: 0, count: channels)
+        var sums = [Float](repeating: 0, count: channels)
         tensor.data.withUnsafeBufferPointer { values in
-            for n in 0 ..< batch {
-                for c in 0 ..< channels {
-                    let base = (n * channels + c) * plane
-                    var sum = 0.0
-                    for i in base ..< base + plane { sum += Double(values[i]) }
-                    sums[c] += sum
+            sums.withUnsafeMutableBufferPointer { target in
+                let x = values.baseAddress!, sumBase = target.baseAddress!
+                let body = { (_: Int, c: Int) in
+                    var total = 0.0
+                    for n in 0 ..< batch {
+                        let base = (n * channels + c) * plane
+                        var sum: Float = 0
+                        for i in base ..< base + plane { sum += x[i] }
+                        total += Double(sum)
+                    }
+                    sumBase[c] = Float(total)
+                }
+                if tensor.count >= TapeKernels.parallelThreshold {
+                    OpenMPTeam.parallelFor(channels, body)
+                } else {
+                    for c in 0 ..< channels { body(0, c) }
                 }
             }
         }
-        return sums.map { Float($0) }
+        return sums
     }
 
     /// Unfolds one image's group of channels into a (channels*kh*kw) x (outH*outW) matrix.

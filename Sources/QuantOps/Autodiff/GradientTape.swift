@@ -17,9 +17,12 @@ public struct Gradients: Sendable {
 
 /// A forward pass that keeps every node's output, so that gradients can be taken backwards.
 ///
-/// The forward pass runs node by node through the engine's own kernels (`ForwardPass.evaluate`);
-/// the tape only remembers what each backward kernel needs. It is a value: running `backward`
-/// several times with different seeds is allowed.
+/// The forward pass runs node by node and keeps every output as a plain NCHW tensor.
+/// Convolutions run on oneDNN's training primitives (forward, backward data, backward
+/// weights; blocked layouts inside, reorders at the boundaries, primitives shared across tapes
+/// of the same shapes) when `ConvolutionBackend.current` is `.oneDNN`, else on im2col + GEMM
+/// and its transposes. It is a value: running `backward` several times with different seeds
+/// is allowed.
 public struct GradientTape: Sendable {
     public let model: Model
     public let batchNormMode: BatchNormMode
@@ -45,6 +48,7 @@ public struct GradientTape: Sendable {
         self.lastNode = last
         outputs = []
         outputs.reserveCapacity(last + 1)
+        let stream = try? Self.convolutionStream()
         for index in 0 ... last {
             let node = model.nodes[index]
             let inputs = try node.inputs.map { source -> Tensor in
@@ -65,12 +69,52 @@ public struct GradientTape: Sendable {
                 var batchNorm = norm
                 batchNorm.runningMean = Tensor(shape: norm.runningMean.shape, data: statistics.mean)
                 batchNorm.runningVar = Tensor(shape: norm.runningVar.shape, data: statistics.variance)
-                outputs.append(try ForwardPass.evaluate(Node(name: node.name, operation: .batchNorm(batchNorm), inputs: node.inputs),
-                                                        inputs: inputs))
+                outputs.append(try Self.evaluate(Node(name: node.name, operation: .batchNorm(batchNorm), inputs: node.inputs),
+                                                 inputs: inputs, stream: stream))
             default:
-                outputs.append(try ForwardPass.evaluate(node, inputs: inputs))
+                outputs.append(try Self.evaluate(node, inputs: inputs, stream: stream))
             }
         }
+    }
+
+    /// A stream for the oneDNN convolutions of one pass, with oneDNN's threads set to the
+    /// engine's; nil when the GEMM kernels are selected.
+    static func convolutionStream() throws -> DNNLStream? {
+        guard ConvolutionBackend.current == .oneDNN else { return nil }
+        DNNLEngine.applyThreadCount(EngineSettings.threads)
+        return try DNNLStream()
+    }
+
+    /// One node: convolutions on oneDNN's training primitives when `stream` is given and the
+    /// geometry is supported, batch norm, clamps and sums in one parallel pass each, the rest as
+    /// `ForwardPass.evaluate` computes it.
+    static func evaluate(_ node: Node, inputs: [Tensor], stream: DNNLStream?) throws -> Tensor {
+        do {
+            switch node.operation {
+            case .conv(let conv) where inputs.count == 1:
+                let input = inputs[0]
+                guard let stream, input.rank == 4,
+                      let convolution = TrainingConvolutions.convolution(inputDims: input.shape, conv: conv) else { break }
+                return try convolution.forward(input, weight: conv.weight, bias: conv.bias, stream: stream)
+            case .batchNorm(let norm) where inputs.count == 1:
+                let input = inputs[0]
+                guard input.rank >= 2, input.shape[1] == norm.channels, norm.beta.count == norm.channels,
+                      norm.runningMean.count == norm.channels, norm.runningVar.count == norm.channels else { break }
+                let (scale, shift) = norm.scaleAndShift()
+                return TapeKernels.affine(input, scale: scale, shift: shift)
+            case .relu where inputs.count == 1:
+                return TapeKernels.clamp(inputs[0], lower: 0, upper: .infinity)
+            case .relu6 where inputs.count == 1:
+                return TapeKernels.clamp(inputs[0], lower: 0, upper: 6)
+            case .add where inputs.count == 2:
+                return try TapeKernels.add(inputs[0], inputs[1])
+            default:
+                break
+            }
+        } catch let problem as ShapeProblem {
+            throw EngineError(node: node.name, problem: problem.problem)
+        }
+        return try ForwardPass.evaluate(node, inputs: inputs)
     }
 
     /// The output of the last node on the tape.
@@ -129,37 +173,116 @@ public struct GradientTape: Sendable {
             }
             gradients[index] = seed
         }
+        // Whether a node's gathered gradient is storage this pass created and nothing else
+        // references (not a seed, not handed to two inputs), so that sums may go into it.
+        var owned = [Bool](repeating: false, count: lastNode + 1)
         // Nodes whose inputs need no gradient: nothing upstream of them leads to a parameter or
         // (when asked) the input.
         let needed = nodesNeedingGradient(wantInput: wantInput, wantParameters: wantParameters)
+        var readers = [Int](repeating: 0, count: lastNode + 1)
+        for node in model.nodes[0 ... lastNode] { for source in node.inputs where source >= 0 && source <= lastNode { readers[source] += 1 } }
+        let stream = try? Self.convolutionStream()
         var result = Gradients(input: nil, parameters: [:])
         for index in stride(from: lastNode, through: 0, by: -1) {
             guard let outputGradient = gradients[index] else { continue }
             gradients[index] = nil
             let node = model.nodes[index]
-            let inputs = node.inputs.map { outputs[$0] }
-            let wantsInputGradient = node.inputs.contains { needed[$0] }
+            if node.operation == .input {
+                if wantInput { result.input = outputGradient }
+                continue
+            }
             do {
-                let step = try backwardStep(index: index, node: node, inputs: inputs, outputGradient: outputGradient,
-                                            wantInput: wantsInputGradient, wantParameters: wantParameters)
-                if let parameters = step.parameters { result.parameters[index] = parameters }
-                if node.operation == .input {
-                    if wantInput { result.input = outputGradient }
+                if let plan = elementwisePlan(index, needed: needed, readers: readers, gradients: gradients,
+                                              wantParameters: wantParameters) {
+                    // The adjoint writes the target's gradient directly, adding what it already had.
+                    let addend = gradients[plan.target]
+                    gradients[plan.target] = nil
+                    let step = try plan.adjoint.run(outputGradient, addend: addend)
+                    gradients[plan.target] = step.gradient
+                    owned[plan.target] = true
+                    if let normNode = plan.normNode, case .batchNorm(let norm) = model.nodes[normNode].operation,
+                       let sums = step.sums, let weighted = step.weightedSums {
+                        let inverseSigma = norm.runningVar.data.map { 1 / (Double($0) + Double(norm.epsilon)).squareRoot() }
+                        result.parameters[normNode] = ParameterGradient(
+                            weight: Tensor(shape: norm.gamma.shape, data: (0 ..< norm.channels).map { Float(weighted[$0] * inverseSigma[$0]) }),
+                            bias: Tensor(shape: norm.beta.shape, data: sums.map { Float($0) }))
+                    }
                     continue
                 }
+                let inputs = node.inputs.map { outputs[$0] }
+                let wantsInputGradient = node.inputs.contains { needed[$0] }
+                let step = try backwardStep(index: index, node: node, inputs: inputs, outputGradient: outputGradient,
+                                            wantInput: wantsInputGradient, wantParameters: wantParameters, stream: stream)
+                if let parameters = step.parameters { result.parameters[index] = parameters }
                 for (source, gradient) in zip(node.inputs, step.inputs) where needed[source] {
-                    guard let gradient else { continue }
-                    if let existing = gradients[source] {
-                        gradients[source] = try Kernels.add(existing, gradient)
-                    } else {
+                    guard var gradient else { continue }
+                    guard var existing = gradients[source] else {
                         gradients[source] = gradient
+                        owned[source] = step.fresh
+                        continue
                     }
+                    gradients[source] = nil
+                    if owned[source] {
+                        try TapeKernels.accumulate(&existing, gradient)
+                        gradients[source] = existing
+                    } else if step.fresh {
+                        try TapeKernels.accumulate(&gradient, existing)
+                        gradients[source] = gradient
+                    } else {
+                        gradients[source] = try TapeKernels.add(existing, gradient)
+                    }
+                    owned[source] = true
                 }
             } catch let problem as ShapeProblem {
                 throw EngineError(node: node.name, problem: problem.problem)
             }
         }
         return result
+    }
+
+    /// A clamp or inference batch norm whose adjoint runs as one `ElementwiseBackward` pass:
+    /// the target node that receives the gradient, and the batch norm whose parameters the pass
+    /// also differentiates. A clamp reading a batch norm that nothing else reads (and that has
+    /// no seed of its own) takes the batch norm's adjoint into the same pass.
+    private func elementwisePlan(_ index: Int, needed: [Bool], readers: [Int], gradients: [Tensor?],
+                                 wantParameters: Bool) -> (adjoint: ElementwiseBackward, target: Int, normNode: Int?)? {
+        let node = model.nodes[index]
+        guard node.inputs.count == 1, let source = node.inputs.first else { return nil }
+        func norm(_ index: Int) -> BatchNorm? {
+            guard batchStatistics[index] == nil, case .batchNorm(let norm) = model.nodes[index].operation,
+                  model.nodes[index].inputs.count == 1, outputs[index].rank >= 2, outputs[index].shape[1] == norm.channels,
+                  norm.runningVar.count == norm.channels, norm.runningMean.count == norm.channels,
+                  norm.gamma.count == norm.channels, norm.beta.count == norm.channels else { return nil }
+            return norm
+        }
+        var adjoint = ElementwiseBackward()
+        var normNode: Int? = nil
+        var target = source
+        switch node.operation {
+        case .relu, .relu6:
+            adjoint.clampInput = outputs[source]
+            adjoint.upper = node.operation == .relu6 ? 6 : .infinity
+            if let norm = norm(source), readers[source] == 1, gradients[source] == nil,
+               let normInput = model.nodes[source].inputs.first, needed[normInput] {
+                adjoint.scale = norm.scaleAndShift().scale
+                normNode = source
+                target = normInput
+            }
+        case .batchNorm:
+            guard norm(index) != nil else { return nil }
+            normNode = index
+        default:
+            return nil
+        }
+        guard needed[target] else { return nil }
+        if let normNode, let norm = norm(normNode) {
+            adjoint.scale = norm.scaleAndShift().scale
+            if wantParameters {
+                adjoint.normInput = outputs[model.nodes[normNode].inputs[0]]
+                adjoint.mean = norm.runningMean.data
+            }
+        }
+        return (adjoint, target, normNode)
     }
 
     /// Whether each node's output gradient is worth computing: the node is the input (when its
@@ -177,48 +300,53 @@ public struct GradientTape: Sendable {
         return needed
     }
 
+    /// The gradients of one node's inputs and parameters; `fresh` when the input gradients are
+    /// new storage that nothing else references.
     private func backwardStep(index: Int, node: Node, inputs: [Tensor], outputGradient: Tensor,
-                              wantInput: Bool, wantParameters: Bool) throws -> (inputs: [Tensor?], parameters: ParameterGradient?) {
+                              wantInput: Bool, wantParameters: Bool,
+                              stream: DNNLStream?) throws -> (inputs: [Tensor?], parameters: ParameterGradient?, fresh: Bool) {
         switch node.operation {
         case .input:
-            return ([], nil)
+            return ([], nil, true)
         case .conv(let conv):
             let step = try BackwardKernels.conv2d(input: inputs[0], conv, outputGradient: outputGradient,
-                                                  wantInput: wantInput, wantParameters: wantParameters)
-            return ([step.input], step.parameters)
+                                                  wantInput: wantInput, wantParameters: wantParameters, stream: stream)
+            return ([step.input], step.parameters, true)
         case .linear(let layer):
             let step = BackwardKernels.linear(input: inputs[0], layer, outputGradient: outputGradient,
                                               wantInput: wantInput, wantParameters: wantParameters)
-            return ([step.input], step.parameters)
+            return ([step.input], step.parameters, true)
         case .batchNorm(let norm):
             if let statistics = batchStatistics[index] {
                 let step = BackwardKernels.batchNormTraining(input: inputs[0], norm, statistics: statistics,
                                                              outputGradient: outputGradient)
-                return ([step.input], wantParameters ? step.parameters : nil)
+                return ([step.input], wantParameters ? step.parameters : nil, true)
             }
-            let step = BackwardKernels.batchNormInference(input: inputs[0], norm, outputGradient: outputGradient,
-                                                          wantParameters: wantParameters)
-            return ([step.input], step.parameters)
-        case .relu:
-            return ([BackwardKernels.clamp(input: inputs[0], outputGradient: outputGradient, lower: 0, upper: .infinity)], nil)
-        case .relu6:
-            return ([BackwardKernels.clamp(input: inputs[0], outputGradient: outputGradient, lower: 0, upper: 6)], nil)
+            var gradient = outputGradient
+            let parameters = BackwardKernels.batchNormInference(input: inputs[0], norm, outputGradient: &gradient,
+                                                                wantParameters: wantParameters)
+            return ([gradient], parameters, false)
+        case .relu, .relu6:
+            var gradient = outputGradient
+            BackwardKernels.clamp(input: inputs[0], outputGradient: &gradient, lower: 0,
+                                  upper: node.operation == .relu6 ? 6 : .infinity)
+            return ([gradient], nil, false)
         case .add:
-            return ([outputGradient, outputGradient], nil)
+            return ([outputGradient, outputGradient], nil, false)
         case .shortcutA(let stride, let padChannels):
             return ([BackwardKernels.shortcutA(input: inputs[0], stride: stride, padChannels: padChannels,
-                                               outputGradient: outputGradient)], nil)
+                                               outputGradient: outputGradient)], nil, true)
         case .averagePool(let pooling):
-            return ([BackwardKernels.averagePool(input: inputs[0], pooling, outputGradient: outputGradient)], nil)
+            return ([BackwardKernels.averagePool(input: inputs[0], pooling, outputGradient: outputGradient)], nil, true)
         case .maxPool(let pooling):
-            return ([BackwardKernels.maxPool(input: inputs[0], pooling, outputGradient: outputGradient)], nil)
+            return ([BackwardKernels.maxPool(input: inputs[0], pooling, outputGradient: outputGradient)], nil, true)
         case .globalAveragePool:
-            return ([BackwardKernels.globalAveragePool(input: inputs[0], outputGradient: outputGradient)], nil)
+            return ([BackwardKernels.globalAveragePool(input: inputs[0], outputGradient: outputGradient)], nil, true)
         case .flatten:
-            return ([outputGradient.reshaped(inputs[0].shape)], nil)
+            return ([outputGradient.reshaped(inputs[0].shape)], nil, false)
         case .fakeQuantize(let quantizer):
             return ([try BackwardKernels.straightThrough(input: inputs[0], quantizer, outputGradient: outputGradient,
-                                                         node: node.name)], nil)
+                                                         node: node.name)], nil, false)
         }
     }
 }
