@@ -4,5 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d ../shared/models ] && export QSH_MODELS="${QSH_MODELS:-$PWD/../shared/models}"
 [ -d ../shared/data ] && export QSH_DATA="${QSH_DATA:-$PWD/../shared/data}"
+# The qsh binary chooses passive OpenMP waiting itself; the in-process tests need it set here
+# (spinning oneDNN threads slow a loaded machine several times over).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 # One release build serves the tests and the end-to-end runs of the qsh binary beside them.
 swift test -c release "$@"

@@ -1,6 +1,8 @@
 #include "CShims.h"
 #include <signal.h>
 #include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 static volatile sig_atomic_t interrupt_flag = 0;
 static void (*volatile prompt_handler)(void) = 0;
@@ -45,4 +47,11 @@ int qsh_cpu_has_avx512f(void) {
 #else
     return 0;
 #endif
+}
+
+void qsh_prefer_passive_openmp_waiting(char **argv) {
+    if (argv == 0 || argv[0] == 0 || getenv("OMP_WAIT_POLICY") != 0) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    /* No /proc (or exec refused): run on with the default policy. */
 }

@@ -150,6 +150,8 @@ struct Test: ParsableCommand {
     }
 }
 
+qsh_prefer_passive_openmp_waiting(CommandLine.unsafeArgv)
+
 // Usage errors exit with 2, as documented, instead of ArgumentParser's 64.
 do {
     var command = try Qsh.parseAsRoot()

@@ -14,4 +14,12 @@ void qsh_set_prompt_interrupt_handler(void (*handler)(void));
 int qsh_cpu_has_avx2_fma(void);
 int qsh_cpu_has_avx512f(void);
 
+/* OpenMP (oneDNN's threads) busy-waits between parallel regions by default. A training step runs
+   thousands of short regions, and on a machine with other work the spinning threads take the
+   cores from the ones with work: a fine-tuning epoch ran 10x slower. The wait policy is read
+   when libgomp loads, before main, so when OMP_WAIT_POLICY is unset this sets it to passive
+   and re-executes the program with the same arguments; a user's own setting is left alone.
+   Returns only when no re-execution happened. */
+void qsh_prefer_passive_openmp_waiting(char **argv);
+
 #endif
