@@ -223,6 +223,13 @@ final class FinetuneTests: XCTestCase {
         let validationKLs = [try XCTUnwrap(validated.initialValidation?.kl)] + validated.epochs.compactMap { $0.validation?.kl }
         XCTAssertEqual(validationKLs.count, 4)
         XCTAssertEqual(validated.kept.validationKL, validationKLs.min())
+
+        // A better state from an earlier run on the same held-out images stays kept.
+        var earlier = validated.kept
+        earlier.validationKL = -1
+        let continued = try trainer.run(on: data, validation: heldOut, options: options, from: validated.latest, bestSoFar: earlier)
+        XCTAssertEqual(continued.kept, earlier)
+        XCTAssertEqual(continued.model, trainer.model(master: earlier.master))
     }
 
     func testStoppingBetweenStepsKeepsTheBestCompletedState() throws {

@@ -9,6 +9,9 @@ public struct FinetuneRecord: Sendable {
     public var checkpoint: FinetuneCheckpoint
     /// The model `finetune` committed; resuming needs the session to still hold it.
     public var model: Model
+    /// The state behind the committed model, and the held-out data it was chosen on.
+    public var kept: FinetuneCheckpoint
+    public var validationData: String?
     /// Every epoch reported so far, across resumes.
     public var epochs: [FinetuneEpoch]
     /// The options of the last run, for reports and the figure's target line.
@@ -78,7 +81,8 @@ enum FinetuneCommands {
                                hint: "run 'distill' on the float model first, or name a data set with data=NAME")
         }
         let data = try session.dataset(named: dataName)
-        let validationData = try invocation.string("validate").map { try session.dataset(named: $0) }
+        let validationName = invocation.string("validate")
+        let validationData = try validationName.map { try session.dataset(named: $0) }
         let evaluationData = try invocation.string("eval").map { try session.dataset(named: $0) }
         let stride = invocation.int("stride") ?? 20
         let teacher = try PTQCommands.floatReference(for: session)
@@ -92,6 +96,7 @@ enum FinetuneCommands {
         var progress: ProgressBar? = nil
         let outcome = try trainer.run(
             on: data, validation: validationData, options: options, from: previous?.checkpoint,
+            bestSoFar: previous.flatMap { $0.validationData != nil && $0.validationData == validationName ? $0.kept : nil },
             shouldStop: { qsh_interrupt_requested() != 0 },
             stepEnded: { step, steps, epoch in
                 if step == 1 { progress = ProgressBar("finetune epoch \(epoch)", sink: session.errors, enabled: showProgress) }
@@ -119,7 +124,8 @@ enum FinetuneCommands {
         session.commit(outcome.model, step: step)
         let committed = session.current?.model ?? outcome.model
         // Resuming continues the run where it stopped (momentum and all), not from the kept state.
-        session.finetuning = FinetuneRecord(checkpoint: outcome.latest, model: committed, epochs: epochs, options: options)
+        session.finetuning = FinetuneRecord(checkpoint: outcome.latest, model: committed, kept: outcome.kept,
+                                            validationData: validationName, epochs: epochs, options: options)
         session.values["finetune_kl"] = outcome.kept.kl
         if let heldOut = outcome.kept.validationKL { session.values["finetune_validation_kl"] = heldOut }
         let last = outcome.epochs.last
@@ -129,6 +135,7 @@ enum FinetuneCommands {
         if !outcome.epochs.isEmpty {
             summary += keptEpoch == (previous?.checkpoint.epochsCompleted ?? 0)
                 ? "; no epoch lowered the KL, kept the starting state" : "; kept epoch \(keptEpoch)"
+            if keptEpoch < (previous?.checkpoint.epochsCompleted ?? 0) { summary += " (of an earlier run)" }
         }
         if let start = outcome.initialValidation?.kl, let kept = outcome.kept.validationKL {
             summary += String(format: "; held-out KL %.4f -> %.4f", start, kept)

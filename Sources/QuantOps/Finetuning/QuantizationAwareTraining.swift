@@ -279,7 +279,12 @@ public struct QuantizationAwareTraining: Sendable {
     /// With `validation` images (synthetic too, but not trained on), each epoch also measures the
     /// KL there, and the kept state is the one with the lowest held-out KL: a data-free guard
     /// against fitting the few training images too closely.
+    ///
+    /// `bestSoFar`, a state kept by an earlier run and measured on the same validation images,
+    /// stays the kept state unless this run beats it, so that a run resumed on fresh training
+    /// images does not forget a better state of the rounds before.
     public func run(on data: CIFAR10, validation: CIFAR10? = nil, options: FinetuneOptions, from checkpoint: FinetuneCheckpoint? = nil,
+                    bestSoFar: FinetuneCheckpoint? = nil,
                     shouldStop: () -> Bool = { false },
                     stepEnded: (_ step: Int, _ steps: Int, _ epoch: Int) -> Void = { _, _, _ in },
                     epochEnded: (FinetuneEpoch, Model) throws -> Void = { _, _ in }) throws -> FinetuneOutcome {
@@ -303,6 +308,10 @@ public struct QuantizationAwareTraining: Sendable {
         state.kl = initial.kl
         state.validationKL = initialValidation?.kl
         var kept = state
+        if let bestSoFar, let earlier = bestSoFar.validationKL, let now = state.validationKL, earlier < now,
+           bestSoFar.master.count == state.master.count {
+            kept = bestSoFar
+        }
         var epochs: [FinetuneEpoch] = []
         var interrupted = false
         let lastNode = student.nodes.count - 1
