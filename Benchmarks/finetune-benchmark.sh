@@ -11,8 +11,10 @@
 #
 # usage: Benchmarks/finetune-benchmark.sh [--threads N] [--batch N] [--images N] [--epochs N] [--model resnet20|resnet56]
 # Environment: QSH_MODELS, QSH_DATA (default ../shared/...), QSH_SCRATCH_PATH (SwiftPM build
-# folder, default .build), QSH_BINARY (a built qsh to use instead of building). Both sides
-# move with other load on the machine, so compare them from one run.
+# folder, default .build), QSH_BINARY (a built qsh to use instead of building), OMP_WAIT_POLICY
+# (passed to both sides; on a loaded machine `passive` keeps idle OpenMP threads from spinning
+# against the working ones). Both sides move with other load on the machine, so compare them
+# from one run.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -64,7 +66,7 @@ recipe() {
         "finetune ait epochs=$epochs batch=$batch inundation=$1"
 }
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads=$threads, load average $(load)"
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads=$threads, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}, load average $(load)"
 echo "# $model W4A4: $images Gaussian images, batch $batch, $epochs epochs (the first a warm-up), lr 1e-4, Nesterov momentum 0.9"
 
 # The three runs go back to back so that they share the machine's load.
