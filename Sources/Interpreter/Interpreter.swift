@@ -56,7 +56,9 @@ public final class Interpreter {
         switch syntax {
         case .integer(let v): return .integer(v)
         case .decimal(let v): return .number(v)
-        case .string(let v): return .string(v)
+        // Quoted strings take `$name` and `${name}` from variables and results, so that a loop
+        // can name its files and data sets ("sweep-$bits.svg").
+        case .string(let v): return .string(SessionCommands.interpolate(v, session: session))
         case .identifier(let v): return .word(v)
         case .boolean(let v): return .boolean(v)
         case .variable(let name): return try lookup(name, at: location)

@@ -29,6 +29,18 @@ final class InterpreterTests: XCTestCase {
         XCTAssertEqual(harness.output.text, "lambda=0.4 0.4\n")
     }
 
+    func testQuotedArgumentsTakeVariablesSoLoopsCanNameTheirFiles() throws {
+        let harness = RecipeHarness()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("loop-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        XCTAssertEqual(harness.run("for n in 1..2 { history save \"\(folder.path)/h-$n.qs\" }\nlet tag = \"run-${n}b\"\nprint $tag \"$unknown\""),
+                       .success, harness.errors.text)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent("h-1.qs").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent("h-2.qs").path))
+        XCTAssertTrue(harness.output.text.hasSuffix("run-2b $unknown\n"), harness.output.text)
+    }
+
     func testForLoopOverListAndRange() {
         let harness = RecipeHarness()
         harness.run("for b in 2..4 { print $b }; for x in 0.1, 0.2 { echo \"x=${x}\" }")

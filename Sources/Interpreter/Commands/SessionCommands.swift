@@ -45,7 +45,7 @@ enum SessionCommands {
         guard case .list(let items)? = value else { return "" }
         return items.map { item in
             switch item {
-            case .string(let text): return interpolate(text, session: session)
+            case .string(let text): return text
             case .word(let name):
                 return session.values[name].map(Interpreter.formatResult) ?? name
             default: return item.description
