@@ -12,9 +12,9 @@
 # usage: Benchmarks/finetune-benchmark.sh [--threads N] [--batch N] [--images N] [--epochs N] [--model resnet20|resnet56]
 # Environment: QSH_MODELS, QSH_DATA (default ../shared/...), QSH_SCRATCH_PATH (SwiftPM build
 # folder, default .build), QSH_BINARY (a built qsh to use instead of building), OMP_WAIT_POLICY
-# (passed to both sides; on a loaded machine `passive` keeps idle OpenMP threads from spinning
-# against the working ones). Both sides move with other load on the machine, so compare them
-# from one run.
+# (default passive, as qsh sets it for itself when unset; both sides get the same, since on a
+# loaded machine spinning idle OpenMP threads slow either runtime severalfold). Both sides move
+# with other load on the machine, so compare them from one run.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -43,6 +43,7 @@ if [ "$epochs" -lt 2 ]; then
     echo "--epochs must be at least 2: the first epoch is a warm-up" >&2
     exit 2
 fi
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 models="${QSH_MODELS:-$root/../shared/models}"
 data="${QSH_DATA:-$root/../shared/data/cifar-10-batches-bin}"
 
@@ -66,7 +67,7 @@ recipe() {
         "finetune ait epochs=$epochs batch=$batch inundation=$1"
 }
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads=$threads, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}, load average $(load)"
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads=$threads, OMP_WAIT_POLICY=$OMP_WAIT_POLICY, load average $(load)"
 echo "# $model W4A4: $images Gaussian images, batch $batch, $epochs epochs (the first a warm-up), lr 1e-4, Nesterov momentum 0.9"
 
 # The three runs go back to back so that they share the machine's load.
