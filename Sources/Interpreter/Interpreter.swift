@@ -97,16 +97,24 @@ public final class Interpreter {
     // MARK: Statements
 
     private func runLoop(_ loop: ForStatement) throws(Diagnostic) {
-        let values: [RuntimeValue]
+        // A range runs over its integers, also inside a list ('for s in 1, 3..6').
+        func expand(_ value: RuntimeValue) throws(Diagnostic) -> [RuntimeValue] {
+            switch value {
+            case .range(let lower?, let upper?):
+                return lower <= upper ? (lower...upper).map { .integer($0) } : []
+            case .range:
+                throw Diagnostic("a loop range needs both ends", at: loop.values.location,
+                                 hint: "write e.g. 'for b in 2..8 { ... }'")
+            default:
+                return [value]
+            }
+        }
+        var values: [RuntimeValue] = []
         switch try evaluate(loop.values) {
-        case .list(let items): values = items
-        case .range(let lower?, let upper?):
-            values = lower <= upper ? (lower...upper).map { .integer($0) } : []
-        case .range:
-            throw Diagnostic("a loop range needs both ends", at: loop.values.location,
-                             hint: "write e.g. 'for b in 2..8 { ... }'")
+        case .list(let items):
+            for item in items { values += try expand(item) }
         case let single:
-            values = [single]
+            values = try expand(single)
         }
         let saved = session.variables[loop.variable]
         defer {

@@ -45,6 +45,9 @@ final class InterpreterTests: XCTestCase {
         let harness = RecipeHarness()
         harness.run("for b in 2..4 { print $b }; for x in 0.1, 0.2 { echo \"x=${x}\" }")
         XCTAssertEqual(harness.output.text, "2\n3\n4\nx=0.1\nx=0.2\n")
+        harness.output.clear()
+        XCTAssertEqual(harness.run("let seeds = 1, 3..5\nfor s in $seeds { print $s }\nfor s in 7, 9..10 { print $s }"), .success)
+        XCTAssertEqual(harness.output.text, "1\n3\n4\n5\n7\n9\n10\n")
     }
 
     func testPinnedVariableOverridesLet() throws {
