@@ -141,7 +141,7 @@ enum FinetuneCommands {
             summary += String(format: "; held-out KL %.4f -> %.4f", start, kept)
         }
         summary += "; \(quantizedLayers) quantized layer\(quantizedLayers == 1 ? "" : "s") re-quantized on their grids"
-            + " (\(trainer.layersFromTeacher) with float masters from the teacher)"
+            + (previous == nil ? " (\(trainer.layersFromTeacher) with float masters from the teacher)" : " (masters carried over)")
         if outcome.interrupted { summary += " (interrupted)" }
         session.output.line(summary)
     }
