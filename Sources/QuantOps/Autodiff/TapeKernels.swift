@@ -43,6 +43,30 @@ enum TapeKernels {
         }
     }
 
+    /// `x * scale[c] + shift[c]`, and that clamped to [lower, upper], in one pass.
+    static func affine(_ input: Tensor, scale: [Float], shift: [Float], thenClampTo lower: Float,
+                       _ upper: Float) -> (Tensor, Tensor) {
+        var clamped: [Float] = []
+        let normalized = input.data.withUnsafeBufferPointer { xBuffer in
+            let x = xBuffer.baseAddress!
+            return fresh(input.shape) { target in
+                clamped = [Float](unsafeUninitializedCapacity: input.count) { clampedBuffer, initialized in
+                    let second = clampedBuffer.baseAddress!
+                    planes(input) { plane, c in
+                        let s = scale[c], t = shift[c]
+                        for i in plane {
+                            let y = x[i] * s + t
+                            target[i] = y
+                            second[i] = min(max(y, lower), upper)
+                        }
+                    }
+                    initialized = input.count
+                }
+            }
+        }
+        return (normalized, Tensor(shape: input.shape, data: clamped))
+    }
+
     static func clamp(_ input: Tensor, lower: Float, upper: Float) -> Tensor {
         input.data.withUnsafeBufferPointer { xBuffer in
             let x = xBuffer.baseAddress!
