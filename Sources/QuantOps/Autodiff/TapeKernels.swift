@@ -166,4 +166,31 @@ enum TapeKernels {
         }
         return (sum, products)
     }
+
+    /// The sum of `values[range]` and of `(values[range] - centre)^2`, eight lanes at a time,
+    /// then the lanes and the tail in a fixed order.
+    static func planeMoments(_ values: UnsafePointer<Float>, centre: Float, range: Range<Int>) -> (sum: Float, squares: Float) {
+        typealias Lanes = SIMD8<Float>
+        var sums = Lanes(), squares = Lanes()
+        let centres = Lanes(repeating: centre)
+        var i = range.lowerBound
+        while i + Lanes.scalarCount <= range.upperBound {
+            let x = UnsafeRawPointer(values + i).loadUnaligned(as: Lanes.self)
+            sums += x
+            let d = x - centres
+            squares += d * d
+            i += Lanes.scalarCount
+        }
+        var sum: Float = 0, square: Float = 0
+        for lane in 0 ..< Lanes.scalarCount {
+            sum += sums[lane]
+            square += squares[lane]
+        }
+        while i < range.upperBound {
+            sum += values[i]
+            square += (values[i] - centre) * (values[i] - centre)
+            i += 1
+        }
+        return (sum, square)
+    }
 }
