@@ -49,8 +49,18 @@ public struct GradientTape: Sendable {
         outputs = []
         outputs.reserveCapacity(last + 1)
         let stream = try? Self.convolutionStream()
+        var readers = [[Int]](repeating: [], count: last + 1)
+        for (index, node) in model.nodes[0 ... last].enumerated() {
+            for source in node.inputs where source >= 0 && source < index { readers[source].append(index) }
+        }
+        // Clamp outputs computed in the same pass as the batch norm they read.
+        var pending: [Int: Tensor] = [:]
         for index in 0 ... last {
             let node = model.nodes[index]
+            if let output = pending.removeValue(forKey: index) {
+                outputs.append(output)
+                continue
+            }
             let inputs = try node.inputs.map { source -> Tensor in
                 guard source >= 0, source < index else {
                     throw EngineError(node: node.name, problem: "input \(source) is not an earlier node of the model")
@@ -60,20 +70,44 @@ public struct GradientTape: Sendable {
             switch node.operation {
             case .input:
                 outputs.append(input)
-            case .batchNorm(let norm) where batchNormMode == .batchStatistics:
+            case .batchNorm(var norm):
                 guard inputs.count == 1 else {
                     throw EngineError(node: node.name, problem: "takes 1 input, was given \(inputs.count)")
                 }
-                let statistics = try Self.measure(inputs[0], channels: norm.channels, node: node.name)
-                batchStatistics[index] = statistics
-                var batchNorm = norm
-                batchNorm.runningMean = Tensor(shape: norm.runningMean.shape, data: statistics.mean)
-                batchNorm.runningVar = Tensor(shape: norm.runningVar.shape, data: statistics.variance)
-                outputs.append(try Self.evaluate(Node(name: node.name, operation: .batchNorm(batchNorm), inputs: node.inputs),
-                                                 inputs: inputs, stream: stream))
+                let input = inputs[0]
+                guard input.rank >= 2, input.shape[1] == norm.channels, norm.beta.count == norm.channels,
+                      norm.gamma.count == norm.channels, norm.runningMean.count == norm.channels,
+                      norm.runningVar.count == norm.channels else {
+                    throw EngineError(node: node.name, problem: "batch norm over \(norm.channels) channels cannot take input \(describeShape(input.shape))")
+                }
+                if batchNormMode == .batchStatistics {
+                    let statistics = try Self.measure(input, channels: norm.channels, node: node.name)
+                    batchStatistics[index] = statistics
+                    norm.runningMean = Tensor(shape: norm.runningMean.shape, data: statistics.mean)
+                    norm.runningVar = Tensor(shape: norm.runningVar.shape, data: statistics.variance)
+                }
+                let (scale, shift) = norm.scaleAndShift()
+                // A clamp that is the batch norm's only reader is computed in the same pass.
+                if readers[index].count == 1, let reader = readers[index].first, model.nodes[reader].inputs == [index],
+                   let upper = Self.clampUpperBound(model.nodes[reader].operation) {
+                    let (normalized, clamped) = TapeKernels.affine(input, scale: scale, shift: shift, thenClampTo: 0, upper)
+                    outputs.append(normalized)
+                    pending[reader] = clamped
+                } else {
+                    outputs.append(TapeKernels.affine(input, scale: scale, shift: shift))
+                }
             default:
                 outputs.append(try Self.evaluate(node, inputs: inputs, stream: stream))
             }
+        }
+    }
+
+    /// The upper bound of a clamp node (ReLU: infinity, ReLU6: 6); nil for other nodes.
+    static func clampUpperBound(_ operation: QuantOps.Operation) -> Float? {
+        switch operation {
+        case .relu: return .infinity
+        case .relu6: return 6
+        default: return nil
         }
     }
 
@@ -96,12 +130,6 @@ public struct GradientTape: Sendable {
                 guard let stream, input.rank == 4,
                       let convolution = TrainingConvolutions.convolution(inputDims: input.shape, conv: conv) else { break }
                 return try convolution.forward(input, weight: conv.weight, bias: conv.bias, stream: stream)
-            case .batchNorm(let norm) where inputs.count == 1:
-                let input = inputs[0]
-                guard input.rank >= 2, input.shape[1] == norm.channels, norm.beta.count == norm.channels,
-                      norm.runningMean.count == norm.channels, norm.runningVar.count == norm.channels else { break }
-                let (scale, shift) = norm.scaleAndShift()
-                return TapeKernels.affine(input, scale: scale, shift: shift)
             case .relu where inputs.count == 1:
                 return TapeKernels.clamp(inputs[0], lower: 0, upper: .infinity)
             case .relu6 where inputs.count == 1:

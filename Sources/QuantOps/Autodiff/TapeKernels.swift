@@ -43,6 +43,30 @@ enum TapeKernels {
         }
     }
 
+    /// `x * scale[c] + shift[c]`, and that clamped to [lower, upper], in one pass.
+    static func affine(_ input: Tensor, scale: [Float], shift: [Float], thenClampTo lower: Float,
+                       _ upper: Float) -> (Tensor, Tensor) {
+        var clamped: [Float] = []
+        let normalized = input.data.withUnsafeBufferPointer { xBuffer in
+            let x = xBuffer.baseAddress!
+            return fresh(input.shape) { target in
+                clamped = [Float](unsafeUninitializedCapacity: input.count) { clampedBuffer, initialized in
+                    let second = clampedBuffer.baseAddress!
+                    planes(input) { plane, c in
+                        let s = scale[c], t = shift[c]
+                        for i in plane {
+                            let y = x[i] * s + t
+                            target[i] = y
+                            second[i] = min(max(y, lower), upper)
+                        }
+                    }
+                    initialized = input.count
+                }
+            }
+        }
+        return (normalized, Tensor(shape: input.shape, data: clamped))
+    }
+
     static func clamp(_ input: Tensor, lower: Float, upper: Float) -> Tensor {
         input.data.withUnsafeBufferPointer { xBuffer in
             let x = xBuffer.baseAddress!
@@ -141,5 +165,32 @@ enum TapeKernels {
             i += 1
         }
         return (sum, products)
+    }
+
+    /// The sum of `values[range]` and of `(values[range] - centre)^2`, eight lanes at a time,
+    /// then the lanes and the tail in a fixed order.
+    static func planeMoments(_ values: UnsafePointer<Float>, centre: Float, range: Range<Int>) -> (sum: Float, squares: Float) {
+        typealias Lanes = SIMD8<Float>
+        var sums = Lanes(), squares = Lanes()
+        let centres = Lanes(repeating: centre)
+        var i = range.lowerBound
+        while i + Lanes.scalarCount <= range.upperBound {
+            let x = UnsafeRawPointer(values + i).loadUnaligned(as: Lanes.self)
+            sums += x
+            let d = x - centres
+            squares += d * d
+            i += Lanes.scalarCount
+        }
+        var sum: Float = 0, square: Float = 0
+        for lane in 0 ..< Lanes.scalarCount {
+            sum += sums[lane]
+            square += squares[lane]
+        }
+        while i < range.upperBound {
+            sum += values[i]
+            square += (values[i] - centre) * (values[i] - centre)
+            i += 1
+        }
+        return (sum, square)
     }
 }

@@ -235,7 +235,7 @@ public enum Distillation {
             input.data.withUnsafeBufferPointer { x in
                 gradient.withUnsafeMutableBufferPointer { g in
                     let xBase = x.baseAddress!, gBase = g.baseAddress!
-                    parallelFor(batch * channels) { _, task in
+                    OpenMPTeam.parallelFor(batch * channels) { _, task in
                         let c = task % channels
                         let a = meanCoefficient[c], b = spreadCoefficient[c], m = means[c]
                         let base = task * plane
@@ -259,13 +259,11 @@ public enum Distillation {
             mean.withUnsafeMutableBufferPointer { meanBuffer in
                 variance.withUnsafeMutableBufferPointer { varianceBuffer in
                     let xBase = x.baseAddress!, meanBase = meanBuffer.baseAddress!, varianceBase = varianceBuffer.baseAddress!
-                    parallelFor(channels) { _, c in
+                    OpenMPTeam.parallelFor(channels) { _, c in
                         var sum = 0.0
                         for n in 0 ..< batch {
                             let base = (n * channels + c) * plane
-                            var partial: Float = 0
-                            for i in base ..< base + plane { partial += xBase[i] }
-                            sum += Double(partial)
+                            sum += Double(TapeKernels.planeMoments(xBase, centre: 0, range: base ..< base + plane).sum)
                         }
                         let m = sum / count
                         // Float partial sums per plane (centred, so no cancellation), Double across planes.
@@ -273,12 +271,7 @@ public enum Distillation {
                         var squares = 0.0
                         for n in 0 ..< batch {
                             let base = (n * channels + c) * plane
-                            var partial: Float = 0
-                            for i in base ..< base + plane {
-                                let d = xBase[i] - centre
-                                partial += d * d
-                            }
-                            squares += Double(partial)
+                            squares += Double(TapeKernels.planeMoments(xBase, centre: centre, range: base ..< base + plane).squares)
                         }
                         meanBase[c] = m
                         varianceBase[c] = squares / count
