@@ -148,7 +148,9 @@ public struct GradientTape: Sendable {
     /// The output of the last node on the tape.
     public var output: Tensor { outputs[lastNode] }
 
-    /// Per-channel mean and biased variance over batch and space, accumulated in Double.
+    /// Per-channel mean and biased variance over batch and space: two passes (the mean, then
+    /// squares centred on it, so no cancellation), Float within a plane and Double across
+    /// planes, each channel in image order whatever the thread count.
     public static func measure(_ input: Tensor, channels: Int, node: String) throws -> BatchStatistics {
         guard input.rank >= 2, input.shape[1] == channels else {
             throw EngineError(node: node, problem: "batch norm over \(channels) channels cannot take input \(describeShape(input.shape))")
@@ -156,29 +158,30 @@ public struct GradientTape: Sendable {
         let batch = input.shape[0]
         let plane = input.count / max(batch * channels, 1)
         let count = Double(batch * plane)
-        var sums = [Double](repeating: 0, count: channels)
-        var squares = [Double](repeating: 0, count: channels)
-        input.data.withUnsafeBufferPointer { x in
-            for n in 0 ..< batch {
-                for c in 0 ..< channels {
-                    let base = (n * channels + c) * plane
-                    var sum = 0.0, square = 0.0
-                    for i in base ..< base + plane {
-                        let v = Double(x[i])
-                        sum += v
-                        square += v * v
-                    }
-                    sums[c] += sum
-                    squares[c] += square
-                }
-            }
-        }
         var mean = [Float](repeating: 0, count: channels)
         var variance = [Float](repeating: 0, count: channels)
-        for c in 0 ..< channels {
-            let m = sums[c] / count
-            mean[c] = Float(m)
-            variance[c] = Float(max(squares[c] / count - m * m, 0))
+        guard input.count > 0 else { return BatchStatistics(mean: mean, variance: variance) }
+        input.data.withUnsafeBufferPointer { xBuffer in
+            mean.withUnsafeMutableBufferPointer { meanBuffer in
+                variance.withUnsafeMutableBufferPointer { varianceBuffer in
+                    let x = xBuffer.baseAddress!, meanBase = meanBuffer.baseAddress!, varianceBase = varianceBuffer.baseAddress!
+                    OpenMPTeam.parallelFor(channels) { _, c in
+                        var sum = 0.0
+                        for n in 0 ..< batch {
+                            let base = (n * channels + c) * plane
+                            sum += Double(TapeKernels.planeMoments(x, centre: 0, range: base ..< base + plane).sum)
+                        }
+                        let centre = Float(sum / count)
+                        var squares = 0.0
+                        for n in 0 ..< batch {
+                            let base = (n * channels + c) * plane
+                            squares += Double(TapeKernels.planeMoments(x, centre: centre, range: base ..< base + plane).squares)
+                        }
+                        meanBase[c] = centre
+                        varianceBase[c] = Float(squares / count)
+                    }
+                }
+            }
         }
         return BatchStatistics(mean: mean, variance: variance)
     }
