@@ -148,19 +148,25 @@ public struct GradientTape: Sendable {
     /// The output of the last node on the tape.
     public var output: Tensor { outputs[lastNode] }
 
-    /// Per-channel mean and biased variance over batch and space: two passes (the mean, then
-    /// squares centred on it, so no cancellation), Float within a plane and Double across
-    /// planes, each channel in image order whatever the thread count.
+    /// Per-channel mean and biased variance over batch and space, as batch norm measures them.
     public static func measure(_ input: Tensor, channels: Int, node: String) throws -> BatchStatistics {
         guard input.rank >= 2, input.shape[1] == channels else {
             throw EngineError(node: node, problem: "batch norm over \(channels) channels cannot take input \(describeShape(input.shape))")
         }
+        let moments = channelMoments(input, channels: channels)
+        return BatchStatistics(mean: moments.mean.map { Float($0) }, variance: moments.variance.map { Float($0) })
+    }
+
+    /// Per-channel mean and biased variance of an (N, C, ...) tensor: two passes (the mean, then
+    /// squares centred on it, so no cancellation), Float within a plane and Double across
+    /// planes, each channel in image order whatever the thread count.
+    static func channelMoments(_ input: Tensor, channels: Int) -> (mean: [Double], variance: [Double]) {
         let batch = input.shape[0]
         let plane = input.count / max(batch * channels, 1)
         let count = Double(batch * plane)
-        var mean = [Float](repeating: 0, count: channels)
-        var variance = [Float](repeating: 0, count: channels)
-        guard input.count > 0 else { return BatchStatistics(mean: mean, variance: variance) }
+        var mean = [Double](repeating: 0, count: channels)
+        var variance = [Double](repeating: 0, count: channels)
+        guard input.count > 0 else { return (mean, variance) }
         input.data.withUnsafeBufferPointer { xBuffer in
             mean.withUnsafeMutableBufferPointer { meanBuffer in
                 variance.withUnsafeMutableBufferPointer { varianceBuffer in
@@ -171,19 +177,20 @@ public struct GradientTape: Sendable {
                             let base = (n * channels + c) * plane
                             sum += Double(TapeKernels.planeMoments(x, centre: 0, range: base ..< base + plane).sum)
                         }
-                        let centre = Float(sum / count)
+                        let m = sum / count
+                        let centre = Float(m)
                         var squares = 0.0
                         for n in 0 ..< batch {
                             let base = (n * channels + c) * plane
                             squares += Double(TapeKernels.planeMoments(x, centre: centre, range: base ..< base + plane).squares)
                         }
-                        meanBase[c] = centre
-                        varianceBase[c] = Float(squares / count)
+                        meanBase[c] = m
+                        varianceBase[c] = squares / count
                     }
                 }
             }
         }
-        return BatchStatistics(mean: mean, variance: variance)
+        return (mean, variance)
     }
 
     /// Gradients of the scalar `sum over seeds of <seed, output of node>`.

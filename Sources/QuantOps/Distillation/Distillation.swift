@@ -216,7 +216,7 @@ public enum Distillation {
             let batch = input.shape[0]
             let plane = input.count / max(batch * channels, 1)
             let count = Double(batch * plane)
-            let statistics = channelMoments(input, channels: channels)
+            let statistics = GradientTape.channelMoments(input, channels: channels)
             var meanCoefficient = [Float](repeating: 0, count: channels)
             var spreadCoefficient = [Float](repeating: 0, count: channels)
             var layerLoss = 0.0
@@ -246,40 +246,6 @@ public enum Distillation {
             seeds[target.source] = Tensor(shape: input.shape, data: gradient)
         }
         return (loss, seeds)
-    }
-
-    /// Per-channel mean and biased variance, two passes in Double, parallel over channels.
-    static func channelMoments(_ input: Tensor, channels: Int) -> (mean: [Double], variance: [Double]) {
-        let batch = input.shape[0]
-        let plane = input.count / max(batch * channels, 1)
-        let count = Double(batch * plane)
-        var mean = [Double](repeating: 0, count: channels)
-        var variance = [Double](repeating: 0, count: channels)
-        input.data.withUnsafeBufferPointer { x in
-            mean.withUnsafeMutableBufferPointer { meanBuffer in
-                variance.withUnsafeMutableBufferPointer { varianceBuffer in
-                    let xBase = x.baseAddress!, meanBase = meanBuffer.baseAddress!, varianceBase = varianceBuffer.baseAddress!
-                    OpenMPTeam.parallelFor(channels) { _, c in
-                        var sum = 0.0
-                        for n in 0 ..< batch {
-                            let base = (n * channels + c) * plane
-                            sum += Double(TapeKernels.planeMoments(xBase, centre: 0, range: base ..< base + plane).sum)
-                        }
-                        let m = sum / count
-                        // Float partial sums per plane (centred, so no cancellation), Double across planes.
-                        let centre = Float(m)
-                        var squares = 0.0
-                        for n in 0 ..< batch {
-                            let base = (n * channels + c) * plane
-                            squares += Double(TapeKernels.planeMoments(xBase, centre: centre, range: base ..< base + plane).squares)
-                        }
-                        meanBase[c] = m
-                        varianceBase[c] = squares / count
-                    }
-                }
-            }
-        }
-        return (mean, variance)
     }
 
     /// Standard normal pixels in normalized space (ZeroQ's starting point), generated image by
