@@ -27,23 +27,12 @@ while [ $# -gt 0 ]; do
         *) echo "unknown option $1 (expected --threads, --samples, --steps, --batch, --model)" >&2; exit 2 ;;
     esac
 done
-case "$model" in
-    resnet20) depth=20 ;;
-    resnet56) depth=56 ;;
-    *) echo "--model must be resnet20 or resnet56 (the PyTorch side builds the akamaster ResNet)" >&2; exit 2 ;;
-esac
-models="${QSH_MODELS:-$root/../shared/models}"
-data="${QSH_DATA:-$root/../shared/data/cifar-10-batches-bin}"
+. "$root/Benchmarks/common.sh"
+depth="$(model_depth "$model")"
 
-python3 -c "import torch" 2>/dev/null || pip install -q "torch==2.13.0+cpu"
+require_torch
 
-if [ -n "${QSH_BINARY:-}" ]; then
-    qsh="$QSH_BINARY"
-else
-    scratch="${QSH_SCRATCH_PATH:-$root/.build}"
-    swift build --scratch-path "$scratch" -c release --product qsh >&2
-    qsh="$(swift build --scratch-path "$scratch" -c release --show-bin-path)/qsh"
-fi
+qsh="$(qsh_binary)"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -56,9 +45,6 @@ echo "# $model: distill samples=$samples steps=$steps batch=$batch lr=0.2"
     > "$work/qsh.out" 2> "$work/qsh.err"
 /usr/bin/time -v python3 Benchmarks/distill-reference.py --models "$models" --depth "$depth" --samples "$samples" \
     --steps "$steps" --batch "$batch" --lr 0.2 --threads "$threads" > "$work/torch.out" 2> "$work/torch.err"
-
-wall() { awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$1"; }
-peak() { awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"; }
 
 qsh_loop="$(sed -n "s/.* in \([0-9.]*\) s: BN statistics loss.*/\1/p" "$work/qsh.out")"
 qsh_losses="$(sed -n "s/.*BN statistics loss \([0-9.]*\) -> \([0-9.]*\),.*/\1 -> \2/p" "$work/qsh.out")"

@@ -34,28 +34,17 @@ while [ $# -gt 0 ]; do
         *) echo "unknown option $1 (expected --threads, --batch, --images, --epochs, --model)" >&2; exit 2 ;;
     esac
 done
-case "$model" in
-    resnet20) depth=20 ;;
-    resnet56) depth=56 ;;
-    *) echo "--model must be resnet20 or resnet56 (the PyTorch side builds the akamaster ResNet)" >&2; exit 2 ;;
-esac
+. "$root/Benchmarks/common.sh"
+depth="$(model_depth "$model")"
 if [ "$epochs" -lt 2 ]; then
     echo "--epochs must be at least 2: the first epoch is a warm-up" >&2
     exit 2
 fi
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
-models="${QSH_MODELS:-$root/../shared/models}"
-data="${QSH_DATA:-$root/../shared/data/cifar-10-batches-bin}"
 
-python3 -c "import torch" 2>/dev/null || pip install -q "torch==2.13.0+cpu"
+require_torch
 
-if [ -n "${QSH_BINARY:-}" ]; then
-    qsh="$QSH_BINARY"
-else
-    scratch="${QSH_SCRATCH_PATH:-$root/.build}"
-    swift build --scratch-path "$scratch" -c release --product qsh >&2
-    qsh="$(swift build --scratch-path "$scratch" -c release --show-bin-path)/qsh"
-fi
+qsh="$(qsh_binary)"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -81,8 +70,6 @@ load_inundation="$(load)"
 /usr/bin/time -v "$qsh" run --models "$models" --data "$data" --threads "$threads" -c "$(recipe true)" \
     > "$work/inundation.out" 2> "$work/inundation.err"
 
-wall() { awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$1"; }
-peak() { awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"; }
 # CPU seconds of the whole process (user + system): less sensitive to other load than wall time.
 cpu() { awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.1f", s }' "$1"; }
 # Epoch lines end in "N.N s, R img/s"; the rates are more precise than the seconds, so the

@@ -1,0 +1,31 @@
+# Shared by the benchmark scripts that compare qsh with PyTorch; sourced, not run.
+# Expects $root (the package root). Sets $models and $data, defines the helpers below.
+
+models="${QSH_MODELS:-$root/../shared/models}"
+data="${QSH_DATA:-$root/../shared/data/cifar-10-batches-bin}"
+
+# The depth of the akamaster CIFAR ResNet the PyTorch side builds for a qsh model name.
+model_depth() {
+    case "$1" in
+        resnet20) echo 20 ;;
+        resnet56) echo 56 ;;
+        *) echo "--model must be resnet20 or resnet56 (the PyTorch side builds the akamaster ResNet)" >&2; exit 2 ;;
+    esac
+}
+
+require_torch() { python3 -c "import torch" 2>/dev/null || pip install -q "torch==2.13.0+cpu"; }
+
+# $QSH_BINARY, or a release build in $QSH_SCRATCH_PATH (default .build).
+qsh_binary() {
+    if [ -n "${QSH_BINARY:-}" ]; then
+        echo "$QSH_BINARY"
+        return
+    fi
+    local scratch="${QSH_SCRATCH_PATH:-$root/.build}"
+    swift build --scratch-path "$scratch" -c release --product qsh >&2
+    echo "$(swift build --scratch-path "$scratch" -c release --show-bin-path)/qsh"
+}
+
+# Wall seconds and peak resident MiB from a `/usr/bin/time -v` report.
+wall() { awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$1"; }
+peak() { awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"; }
