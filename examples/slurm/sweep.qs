@@ -1,0 +1,19 @@
+# A sharded lambda1 sweep: DF-MPC on ResNet-20 under MP3/6, one work item per lambda.
+#
+# Each iteration of `sweep` starts from the model as it stands before the sweep, so the items are
+# independent and `--shard i/N` can run them on different machines:
+#   qsh examples/slurm/sweep.qs --shard 0/4 --json shards/shard-0.json    # ... and 1/4, 2/4, 3/4
+#   qsh merge shards/*.json
+# or all at once on Slurm: see examples/slurm/sweep.sbatch and docs/cluster.md.
+#
+# Every 20th test image (500 images, all classes) keeps each item to about a second.
+let stride = 20
+
+load resnet20
+mixed dfmpc low=3 high=6
+
+sweep lam in 0.1, 0.2, 0.3, 0.4 {
+    compensate dfmpc lambda1=$lam lambda2=0
+    eval cifar10 stride=$stride
+    expect top1 >= 60
+}
