@@ -1,8 +1,16 @@
 # Shared by the benchmark scripts that compare qsh with PyTorch; sourced, not run.
-# Expects $root (the package root). Sets $models and $data, defines the helpers below.
+# Expects $root (the package root). Sets $models, $data and $batches, defines the helpers below.
 
+# QSH_MODELS and QSH_DATA mean what they mean to qsh: the folder of the checkpoints, and the
+# folder that holds cifar-10-batches-bin/ (as qsh does, a folder holding test_batch.bin itself
+# is accepted too). $batches is the folder of the batch files, for the Python references.
 models="${QSH_MODELS:-$root/../shared/models}"
-data="${QSH_DATA:-$root/../shared/data/cifar-10-batches-bin}"
+data="${QSH_DATA:-$root/../shared/data}"
+if [ -f "$data/cifar-10-batches-bin/test_batch.bin" ]; then
+    batches="$data/cifar-10-batches-bin"
+else
+    batches="$data"
+fi
 
 # The depth of the akamaster CIFAR ResNet the PyTorch side builds for a qsh model name.
 model_depth() {

@@ -5,9 +5,12 @@
 # wall time and peak resident memory (/usr/bin/time -v), and the ratio.
 #
 # usage: Benchmarks/distill-benchmark.sh [--threads N] [--samples N] [--steps N] [--batch N] [--model resnet20|resnet56]
-# Environment: QSH_MODELS, QSH_DATA (default ../shared/...), QSH_SCRATCH_PATH (SwiftPM build
-# folder, default .build), QSH_BINARY (a built qsh to use instead of building). Both sides
-# move with other load on the machine, so compare them from one run.
+# Environment: QSH_MODELS (default ../shared/models), QSH_DATA (the folder holding
+# cifar-10-batches-bin/, as for qsh; default ../shared/data), QSH_SCRATCH_PATH (SwiftPM build
+# folder, default .build), QSH_BINARY (a built qsh to use instead of building), OMP_WAIT_POLICY
+# (default passive, as qsh sets it for itself when unset; both sides get the same, since on a
+# loaded machine spinning idle OpenMP threads slow either runtime severalfold). Both sides move
+# with other load on the machine, so compare them from one run.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -29,6 +32,7 @@ while [ $# -gt 0 ]; do
 done
 . "$root/Benchmarks/common.sh"
 depth="$(model_depth "$model")"
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
 require_torch
 
@@ -37,7 +41,7 @@ qsh="$(qsh_binary)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads=$threads, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads=$threads, OMP_WAIT_POLICY=$OMP_WAIT_POLICY, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $model: distill samples=$samples steps=$steps batch=$batch lr=0.2"
 
 /usr/bin/time -v "$qsh" run --models "$models" --data "$data" --threads "$threads" \

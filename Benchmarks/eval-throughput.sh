@@ -4,7 +4,8 @@
 # batch size and thread count.
 #
 # usage: Benchmarks/eval-throughput.sh [--threads N] [--batch N] [--repeats N] [--limit N]
-# Environment: QSH_MODELS, QSH_DATA (default ../shared/...), QSH_SCRATCH_PATH (SwiftPM build
+# Environment: QSH_MODELS (default ../shared/models), QSH_DATA (the folder holding
+# cifar-10-batches-bin/, as for qsh; default ../shared/data), QSH_SCRATCH_PATH (SwiftPM build
 # folder, default .build). Measure on a quiet machine: the
 # numbers of all three runtimes move with other load, so compare them from one run.
 set -euo pipefail
@@ -24,8 +25,7 @@ while [ $# -gt 0 ]; do
         *) echo "unknown option $1 (expected --threads, --batch, --repeats, --limit)" >&2; exit 2 ;;
     esac
 done
-models="${QSH_MODELS:-$root/../shared/models}"
-data="${QSH_DATA:-$root/../shared/data/cifar-10-batches-bin}"
+. "$root/Benchmarks/common.sh"
 limit_args=()
 if [ -n "$limit" ]; then limit_args=(--limit "$limit"); fi
 
@@ -40,7 +40,7 @@ results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 "$bench" --models "$models" --data "$data" --threads "$threads" --batch "$batch" --repeats "$repeats" "${limit_args[@]}" \
     resnet20 resnet56 | sed 's/^/qsh /' | tee -a "$results"
-python3 "$root/Benchmarks/reference_throughput.py" --models "$models" --data "$data" --threads "$threads" \
+python3 "$root/Benchmarks/reference_throughput.py" --models "$models" --data "$batches" --threads "$threads" \
     --batch "$batch" --repeats "$repeats" "${limit_args[@]}" 20 56 2>/dev/null | tee -a "$results"
 
 python3 - "$results" <<'PY'

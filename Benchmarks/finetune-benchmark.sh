@@ -10,7 +10,8 @@
 # resident memory and CPU seconds (/usr/bin/time -v) of each whole process, and the ratio qsh / PyTorch.
 #
 # usage: Benchmarks/finetune-benchmark.sh [--threads N] [--batch N] [--images N] [--epochs N] [--model resnet20|resnet56]
-# Environment: QSH_MODELS, QSH_DATA (default ../shared/...), QSH_SCRATCH_PATH (SwiftPM build
+# Environment: QSH_MODELS (default ../shared/models), QSH_DATA (the folder holding
+# cifar-10-batches-bin/, as for qsh; default ../shared/data), QSH_SCRATCH_PATH (SwiftPM build
 # folder, default .build), QSH_BINARY (a built qsh to use instead of building), OMP_WAIT_POLICY
 # (default passive, as qsh sets it for itself when unset; both sides get the same, since on a
 # loaded machine spinning idle OpenMP threads slow either runtime severalfold). Both sides move

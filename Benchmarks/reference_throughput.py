@@ -83,6 +83,10 @@ def load_model(models, depth):
 
 
 def load_test_set(data):
+    # `data` is the folder holding cifar-10-batches-bin/, as QSH_DATA is for qsh, or that folder itself.
+    batches = os.path.join(data, "cifar-10-batches-bin")
+    if os.path.exists(os.path.join(batches, "test_batch.bin")):
+        data = batches
     raw = np.fromfile(os.path.join(data, "test_batch.bin"), dtype=np.uint8).reshape(-1, 3073)
     return raw[:, 1:].reshape(-1, 3, 32, 32), raw[:, 0].astype(np.int64)
 

@@ -8,7 +8,8 @@ import QuantOps
 ///                        [--repeats N] [--backend onednn|im2col] model...
 struct Options {
     var models = ProcessInfo.processInfo.environment["QSH_MODELS"] ?? "../shared/models"
-    var data = ProcessInfo.processInfo.environment["QSH_DATA"] ?? "../shared/data/cifar-10-batches-bin"
+    /// As for qsh: the folder holding cifar-10-batches-bin/, or that folder itself.
+    var data = ProcessInfo.processInfo.environment["QSH_DATA"] ?? "../shared/data"
     var threads = ProcessInfo.processInfo.activeProcessorCount
     var batch = 200
     var limit: Int?
@@ -60,7 +61,8 @@ do {
     let options = try parse(Array(CommandLine.arguments.dropFirst()))
     EngineSettings.threads = options.threads
     ConvolutionBackend.current = options.backend
-    let dataset = try CIFAR10.load(named: "cifar10", from: URL(fileURLWithPath: options.data))
+    let folder = try Fetcher.locateCIFAR10(in: [URL(fileURLWithPath: options.data)], allowDownload: false)
+    let dataset = try CIFAR10.load(named: "cifar10", from: folder)
     for name in options.names {
         let entry = try ModelZoo.entry(named: name)
         let file = URL(fileURLWithPath: options.models).appendingPathComponent(entry.fileName)
