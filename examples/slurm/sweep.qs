@@ -11,6 +11,9 @@ let stride = 20
 
 load resnet20
 mixed dfmpc low=3 high=6
+# Outside the sweep, so every shard runs it: with shard=auto each shard measures only its quarter
+# of the images, and 'qsh merge' adds the four parts up exactly.
+eval cifar10 stride=$stride shard=auto
 
 sweep lam in 0.1, 0.2, 0.3, 0.4 {
     compensate dfmpc lambda1=$lam lambda2=0
