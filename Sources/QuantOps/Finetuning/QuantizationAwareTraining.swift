@@ -4,7 +4,8 @@ import Foundation
 public enum FinetuneLoss: String, Sendable, CaseIterable {
     /// KL divergence to the teacher's output distribution only (AIT).
     case kl
-    /// KL plus cross-entropy on the data set's labels (GDFQ's loss).
+    /// KL plus cross-entropy on the data set's labels, weights 1 and 1 (GDFQ-like; GDFQ weighs them
+    /// (1 - delta) CE + delta KL and takes its generator's labels).
     case klPlusCrossEntropy = "kl+ce"
 }
 
