@@ -1,7 +1,8 @@
 # Data-free ternary/6-bit (MP2/6) ResNets: the DF-MPC pairing, with the batch-norm statistics
 # re-estimated on images distilled from the float model itself, not on real images.
 #
-# Run:  qsh examples/datafree-mp26.qs        (15 to 20 minutes per model on 2 busy cores)
+# Run:  qsh examples/datafree-mp26.qs        (15 to 20 minutes per model on 2 busy cores, measured
+#       with the first gradient tape; the current one distills faster: docs/reproduction.md)
 # Models and data are found through --models/--data, $QSH_MODELS/$QSH_DATA or the user cache.
 # Only the test set is read, to measure; no training image is used. docs/reproduction.md
 # compares these rows with the float model, the paper's recipe and real-data re-estimation.

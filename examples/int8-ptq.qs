@@ -4,7 +4,7 @@
 # W8A8 = 8-bit symmetric per-channel weights, 8-bit asymmetric per-tensor activations, BN folded,
 # activations quantized where a fused runtime stores them, logits float. Ranges are calibrated
 # on 512 training images; the grid of methods is evaluated on every 10th test image (1000
-# images, sorted by class, so striding keeps all classes), the W8A8 rows on the full test set.
+# images), the W8A8 rows on the full test set.
 
 # --- The headline: W8A8 within 0.5 points of float, full test set -----------------------------
 # Float: resnet20 91.73, resnet56 93.39 on the full test set (examples/quickstart.qs and the
