@@ -1,5 +1,6 @@
 import Foundation
 import Interpreter
+import QLang
 import XCTest
 
 /// The README, the documents under docs/ and the example recipes are tests: a stale example fails here.
@@ -39,6 +40,29 @@ final class DocTestDocumentsTests: XCTestCase {
             let result = runner.run(path: path)
             XCTAssertTrue(result.succeeded, result.failures.map(\.description).joined(separator: "\n\n"), file: file, line: line)
         }
+    }
+
+    /// A recipe in an untagged block would be neither run nor checked: every block names its language.
+    func testEveryBlockOfTheDocumentsNamesItsLanguage() throws {
+        let docs = Self.packageRoot.appendingPathComponent("docs")
+        let names = try FileManager.default.contentsOfDirectory(atPath: docs.path).filter { $0.hasSuffix(".md") }.sorted()
+        let paths = [Self.packageRoot.appendingPathComponent("README.md").path] + names.map { docs.appendingPathComponent($0).path }
+        for path in paths {
+            let blocks = MarkdownBlocks.extract(from: try String(contentsOfFile: path, encoding: .utf8))
+            for block in blocks where block.language.isEmpty {
+                XCTFail("\(path):\(block.fenceLine): a fenced block without a language; tag it qsh (or 'qsh no-run'), output, sh, text, ...")
+            }
+        }
+    }
+
+    /// `qsh examples/tour.qs` runs what the README's tour shows.
+    func testTheReadmeTourIsExamplesTour() throws {
+        let readme = try String(contentsOf: Self.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let tour = try XCTUnwrap(MarkdownBlocks.extract(from: readme).first { $0.language == "qsh" })
+        let file = try String(contentsOf: Self.packageRoot.appendingPathComponent("examples/tour.qs"), encoding: .utf8)
+        XCTAssertEqual(try Parser.parse(SourceFile(name: "README.md", text: tour.text)),
+                       try Parser.parse(SourceFile(name: "examples/tour.qs", text: file)),
+                       "the README's first qsh block and examples/tour.qs differ")
     }
 
     func testTheDocTestGuideRunsInFull() {

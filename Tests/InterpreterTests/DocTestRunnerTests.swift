@@ -170,6 +170,66 @@ final class DocTestRunnerTests: XCTestCase {
         XCTAssertTrue(result.failures[0].detail.contains("bitz"), result.failures[0].detail)
     }
 
+    func testNoRunBlockWithAnUnknownCommandOrOptionFailsWithFileAndLine() {
+        let document = """
+            # Commands
+            ```qsh no-run
+            load resnet20
+            calibrate batches=4 loss=kl+ce
+            ```
+
+            ```qsh no-run
+            quantize all bits=4
+            ```
+
+            ```qsh no-run
+            set mode=in
+            ```
+            """
+        let result = DocTestRunner().runMarkdown(document, name: "lang.md")
+        XCTAssertEqual(result.passed, 0)
+        XCTAssertEqual(result.failures.map(\.line), [2, 7, 11])
+        XCTAssertEqual(result.failures.map(\.message), Array(repeating: "the block does not pass 'qsh check'", count: 3))
+        XCTAssertTrue(result.failures[0].detail.contains("lang.md:4:11: error: unknown option 'batches' for 'calibrate'"),
+                      result.failures[0].detail)
+        XCTAssertTrue(result.failures[1].detail.contains("lang.md:8:10: error: 'quantize' has no form 'all'"),
+                      result.failures[1].detail)
+        XCTAssertTrue(result.failures[2].detail.contains("lang.md:12:5: error: unknown option 'mode' for 'set'"),
+                      result.failures[2].detail)
+        XCTAssertTrue(result.failures[0].description.hasPrefix("lang.md:2: the block does not pass 'qsh check'"))
+    }
+
+    func testNoRunBlockOfRealCommandsPassesWithoutLoadingAModel() {
+        // No checkpoint named here exists: a no-run block is bound against the registry, not run.
+        let document = """
+            ```qsh no-run
+            load resnet20 from "no-such-checkpoint.th"
+            let lams = 0.2, 0.4
+            for lam in $lams {
+                compensate dfmpc lambda=$lam
+                eval cifar10
+                expect top1 >= 85
+            }
+            calibrate data=cifar10-train samples=512 method=entropy
+            ```
+
+            ```qsh no-run
+            print "lambda = $lam"
+            ```
+            """
+        let result = DocTestRunner().runMarkdown(document, name: "ok.md")
+        XCTAssertTrue(result.succeeded, result.failures.map(\.description).joined(separator: "\n"))
+        XCTAssertEqual(result.passed, 2)
+    }
+
+    func testNoRunBlockMarkedFailsMustFailTheCheck() {
+        let document = "```qsh no-run fails\nternary layers=1, 3\n```\n\n```qsh no-run fails\nternary layer 3..\n```\n"
+        let result = DocTestRunner().runMarkdown(document, name: "f.md")
+        XCTAssertEqual(result.passed, 1)
+        XCTAssertEqual(result.failures.map(\.line), [5])
+        XCTAssertTrue(result.failures[0].message.contains("passes 'qsh check'"), result.failures[0].message)
+    }
+
     func testRecipeCountsExpectationsAndReportsTheFailingLine() {
         let runner = DocTestRunner(setup: { session in session.values["top1"] = 91.5 })
         let passing = runner.runRecipe("expect top1 > 90\nexpect top1 < 95\n", name: "ok.qs")

@@ -36,7 +36,7 @@ public final class DocTestRunner {
 
     /// Info-string words after `qsh` that change how a block runs.
     public enum Attribute: String, CaseIterable, Sendable {
-        /// Parse and check the block without running it.
+        /// Parse and check the block without running it (commands and options against the registry).
         case noRun = "no-run"
         /// Skip the block.
         case ignore
@@ -168,11 +168,13 @@ public final class DocTestRunner {
                                   detail: "known attributes: " + Attribute.allCases.map(\.rawValue).joined(separator: ", "))
         }
         if block.attributes.contains(Attribute.ignore.rawValue) { return nil }
-        if checkOnly { return checkBlock(block, in: session, captured: captured, file: file) }
+        if block.attributes.contains(Attribute.noRun.rawValue) {
+            return checkBlock(block, in: session, captured: captured, file: file, neverRuns: true)
+        }
+        if checkOnly { return checkBlock(block, in: session, captured: captured, file: file, neverRuns: false) }
         let shouldFail = block.attributes.contains(Attribute.fails.rawValue)
         captured.clear()
-        let status = RecipeRunner(session: session).run(text: Self.recipeText(of: block), fileName: file,
-                                                          checkOnly: block.attributes.contains(Attribute.noRun.rawValue))
+        let status = RecipeRunner(session: session).run(text: Self.recipeText(of: block), fileName: file)
         let actualLines = OutputPattern.normalizedLines(captured.text)
         if status != .success && !shouldFail {
             return DocTestFailure(file: file, line: block.fenceLine, message: "the block failed",
@@ -194,13 +196,27 @@ public final class DocTestRunner {
                               detail: diff)
     }
 
-    /// Checks a block without running it; a block marked `fails` may fail only when it runs.
-    private func checkBlock(_ block: FencedBlock, in session: Session, captured: CapturedOutput, file: String) -> DocTestFailure? {
+    /// Checks a block without running it, as `qsh check` does: it is parsed, its variables are
+    /// bound, and every command is resolved and its arguments bound against the registry, so a
+    /// command or option that does not exist fails. No model is loaded, so nothing that needs one
+    /// is checked, and an `output` block after it is not compared.
+    ///
+    /// A block marked `fails` may fail only when it runs; a block that `neverRuns` (`no-run`) and
+    /// is marked `fails` must fail the check itself.
+    private func checkBlock(_ block: FencedBlock, in session: Session, captured: CapturedOutput, file: String,
+                            neverRuns: Bool) -> DocTestFailure? {
         captured.clear()
         let status = RecipeRunner(session: session).run(text: Self.recipeText(of: block), fileName: file, checkOnly: true)
-        if status == .success || block.attributes.contains(Attribute.fails.rawValue) { return nil }
+        let shouldFail = block.attributes.contains(Attribute.fails.rawValue)
+        let detail = Self.tail(OutputPattern.normalizedLines(captured.text))
+        if status == .success {
+            guard shouldFail && neverRuns else { return nil }
+            return DocTestFailure(file: file, line: block.fenceLine,
+                                  message: "the block is marked 'no-run fails' but passes 'qsh check'", detail: detail)
+        }
+        if shouldFail { return nil }
         return DocTestFailure(file: file, line: block.fenceLine, message: "the block does not pass 'qsh check'",
-                              detail: Self.tail(OutputPattern.normalizedLines(captured.text)))
+                              detail: detail)
     }
 
     /// Blank lines in front keep the document's line numbers in error messages.
