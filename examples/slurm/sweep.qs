@@ -1,4 +1,4 @@
-# A sharded lambda1 sweep: DF-MPC on ResNet-20 under MP3/6, one work item per lambda.
+# A sharded lambda1 sweep: DF-MPC on ResNet-20 under MP4/6, one work item per lambda.
 #
 # Each iteration of `sweep` starts from the model as it stands before the sweep, so the items are
 # independent and `--shard i/N` can run them on different machines:
@@ -10,13 +10,13 @@
 let stride = 20
 
 load resnet20
-mixed dfmpc low=3 high=6
+mixed dfmpc low=4 high=6
 # Outside the sweep, so every shard runs it: with shard=auto each shard measures only its quarter
 # of the images, and 'qsh merge' adds the four parts up exactly.
 eval cifar10 stride=$stride shard=auto
 
-sweep lam in 0.1, 0.2, 0.3, 0.4 {
+sweep lam in 0.5, 1, 2, 5 {
     compensate dfmpc lambda1=$lam lambda2=0
     eval cifar10 stride=$stride
-    expect top1 >= 60
+    expect top1 >= 85
 }
