@@ -215,7 +215,7 @@ wait_jobs() {
         sleep 1
     done
     if echo "$states" | grep -qv '^COMPLETED$'; then
-        echo "slurm: jobs $* ended:" $states >&2
+        echo "slurm: jobs $* ended: $(echo "$states" | tr '\n' ' ')" >&2
         return 1
     fi
 }
@@ -256,11 +256,12 @@ sequential() {
 # The whole sweep as a 4-task array and a dependent merge: the same table as the sequential run.
 sharded_equals_sequential() {
     submit_sweep "0-$((SHARDS - 1))" "$WORK/shards" || return 1
-    local i log items
+    local i log logs items
     for ((i = 0; i < SHARDS; i++)); do
         [ -s "$WORK/shards/shard-$i.json" ] || { echo "slurm: no shards/shard-$i.json"; return 1; }
         # 4 items in 4 shards: task i ran item i and nothing else.
-        log="$(ls "$WORK"/jobs/sweep-*_"$i".out | head -n 1)"
+        logs=("$WORK"/jobs/sweep-*_"$i".out)
+        log="${logs[0]}"
         items="$(grep '^sweep item' "$log" || true)"
         if [ "$(echo "$items" | grep -c .)" != 1 ] || ! echo "$items" | grep -q "^sweep item $i .* in shard $i/$SHARDS"; then
             echo "slurm: array task $i should have run sweep item $i alone; it ran:"; echo "$items"; return 1
