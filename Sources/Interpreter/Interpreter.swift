@@ -121,9 +121,54 @@ public final class Interpreter {
             if checkOnly { session.variables[loop.variable] = saved }
         }
         // Checking binds the body once: every iteration has the same shape.
-        for value in checkOnly ? Array(values.prefix(1)) : values {
+        if checkOnly || loop.kind == .sequential {
+            for value in checkOnly ? Array(values.prefix(1)) : values {
+                session.variables[loop.variable] = value
+                for statement in loop.body { try execute(statement) }
+            }
+            return
+        }
+        try runSweep(loop, values: values)
+    }
+
+    /// Each item starts from the state before the sweep and leaves only its evaluations behind.
+    /// A failing item is reported and recorded, and the others still run; the sweep then fails
+    /// as a whole, naming the failed items.
+    private func runSweep(_ loop: ForStatement, values: [RuntimeValue]) throws(Diagnostic) {
+        let before = session.captureItemState()
+        var failed: [String] = []
+        for value in values {
+            let item = session.sweep.itemsStarted
+            session.sweep.itemsStarted += 1
+            guard session.sweep.runsHere(item: item) else { continue }
+            let label = "\(loop.variable)=\(value)"
+            if let shard = session.sweep.shard {
+                session.output.line("sweep item \(item) (\(label)) in shard \(shard)")
+            }
             session.variables[loop.variable] = value
-            for statement in loop.body { try execute(statement) }
+            session.sweep.currentItem = item
+            var itemError: String?
+            do {
+                for statement in loop.body { try execute(statement) }
+            } catch {
+                // Ctrl-C stops the recipe, not just the item.
+                if error.message == "interrupted" {
+                    session.sweep.currentItem = nil
+                    session.restore(before)
+                    throw error
+                }
+                itemError = render(error, session: session)
+                session.errors.line(itemError!)
+                failed.append("\(item) (\(label))")
+            }
+            session.sweep.items.append(SweepState.Item(index: item, variables: [loop.variable: value.description], error: itemError))
+            session.sweep.currentItem = nil
+            session.restore(before)
+        }
+        guard failed.isEmpty else {
+            throw Diagnostic("sweep: \(failed.count) item\(failed.count == 1 ? "" : "s") failed: \(failed.joined(separator: ", "))",
+                             at: loop.location, length: loop.kind.rawValue.count,
+                             hint: "each item's error is printed above; the other items ran and their results are kept")
         }
     }
 

@@ -105,7 +105,8 @@ private struct RecipeParser {
         }
         switch word {
         case "let": return .assignment(try parseLet())
-        case "for": return .loop(try parseFor(depth: depth))
+        case "for": return .loop(try parseFor(depth: depth, kind: .sequential))
+        case "sweep": return .loop(try parseFor(depth: depth, kind: .sweep))
         case "expect": return .expectation(try parseExpect())
         default: return .command(try parseCommand(name: word))
         }
@@ -120,7 +121,7 @@ private struct RecipeParser {
                          hint: "to change a variable write `let name = value`")
         default:
             return error("expected a command, found \(current.spelling)", at: current,
-                         hint: "a statement starts with a command word such as `load`, or with `let`, `for` or `expect`")
+                         hint: "a statement starts with a command word such as `load`, or with `let`, `for`, `sweep` or `expect`")
         }
     }
 
@@ -153,8 +154,14 @@ private struct RecipeParser {
         return LetStatement(name: name, location: location(keyword.start), value: value)
     }
 
-    private mutating func parseFor(depth: Int) throws(Diagnostic) -> ForStatement {
+    private mutating func parseFor(depth: Int, kind: LoopKind) throws(Diagnostic) -> ForStatement {
         let keyword = current
+        let word = kind.rawValue
+        guard kind == .sequential || depth == 0 else {
+            // Sweep items are what shards share out; nested, they would be items of items.
+            throw error("a `sweep` can only stand at the top level of a recipe", at: keyword,
+                        hint: "use `for` inside the sweep, or move the sweep outside the block")
+        }
         guard depth < Parser.maximumNestingDepth else {
             throw error("loops nest more than \(Parser.maximumNestingDepth) levels deep", at: keyword,
                         hint: "flatten the recipe, for example by listing values in one loop")
@@ -166,20 +173,20 @@ private struct RecipeParser {
             variable = identifier
             try advance()
         case .variable(let identifier):
-            throw error("expected a loop variable name after `for`", at: current,
-                        hint: "write the name without `$`: `for \(identifier) in values { ... }`")
+            throw error("expected a loop variable name after `\(word)`", at: current,
+                        hint: "write the name without `$`: `\(word) \(identifier) in values { ... }`")
         default:
-            throw error("expected a loop variable name after `for`", at: current,
-                        hint: "write `for name in values { ... }`")
+            throw error("expected a loop variable name after `\(word)`", at: current,
+                        hint: "write `\(word) name in values { ... }`")
         }
         guard current.kind == .identifier("in") else {
-            throw error("expected `in` after `for \(variable)`", at: current,
-                        hint: "write `for \(variable) in values { ... }`")
+            throw error("expected `in` after `\(word) \(variable)`", at: current,
+                        hint: "write `\(word) \(variable) in values { ... }`")
         }
         try advance()
         guard !current.endsStatement, current.kind != .leftBrace else {
             throw error("expected the values to loop over", at: current,
-                        hint: "give a list or a bounded range, like `for \(variable) in 0.1, 0.2 { ... }` or `for \(variable) in 2..8 { ... }`")
+                        hint: "give a list or a bounded range, like `\(word) \(variable) in 0.1, 0.2 { ... }` or `\(word) \(variable) in 2..8 { ... }`")
         }
         let valuesStart = current
         var values = try parseValue()
@@ -198,12 +205,12 @@ private struct RecipeParser {
         try skipNewlines()
         guard current.kind == .leftBrace else {
             throw error("expected `{` to start the loop body, found \(current.spelling)", at: current,
-                        hint: "write `for \(variable) in values { ... }`; separate list items with `,`")
+                        hint: "write `\(word) \(variable) in values { ... }`; separate list items with `,`")
         }
         let brace = current
         try advance()
         let body = try parseStatements(depth: depth + 1, openingBrace: brace)
-        return ForStatement(variable: variable, location: location(keyword.start), values: values, body: body)
+        return ForStatement(kind: kind, variable: variable, location: location(keyword.start), values: values, body: body)
     }
 
     private mutating func parseExpect() throws(Diagnostic) -> ExpectStatement {

@@ -47,7 +47,7 @@ public enum Printer {
             if let tolerance = expectation.tolerance { line += " +- \(print(tolerance.syntax))" }
             lines.append(indent + line)
         case .loop(let loop):
-            lines.append(indent + "for \(loop.variable) in \(print(loop.values.syntax)) {")
+            lines.append(indent + "\(loop.kind.rawValue) \(loop.variable) in \(print(loop.values.syntax)) {")
             for inner in loop.body { append(inner, indent: indent + "    ", to: &lines) }
             lines.append(indent + "}")
         }

@@ -92,15 +92,26 @@ public struct LetStatement: Sendable, Equatable {
     }
 }
 
-/// `for lam in 0.1, 0.2 { ... }` or `for b in 2..8 { ... }`
+/// How a loop's iterations relate to each other.
+public enum LoopKind: String, Sendable, CaseIterable {
+    /// `for`: each iteration continues from the state the previous one left.
+    case sequential = "for"
+    /// `sweep`: each iteration starts from the state before the loop, so iterations are
+    /// independent work items that `--shard i/N` can deal to separate processes.
+    case sweep
+}
+
+/// `for lam in 0.1, 0.2 { ... }`, `for b in 2..8 { ... }` or `sweep lam in 0.1, 0.2 { ... }`
 public struct ForStatement: Sendable, Equatable {
+    public var kind: LoopKind
     public var variable: String
     public var location: SourceLocation
     /// A list or a bounded range.
     public var values: Value
     public var body: [Statement]
 
-    public init(variable: String, location: SourceLocation, values: Value, body: [Statement]) {
+    public init(kind: LoopKind = .sequential, variable: String, location: SourceLocation, values: Value, body: [Statement]) {
+        self.kind = kind
         self.variable = variable
         self.location = location
         self.values = values
@@ -108,7 +119,7 @@ public struct ForStatement: Sendable, Equatable {
     }
 
     public static func == (lhs: ForStatement, rhs: ForStatement) -> Bool {
-        lhs.variable == rhs.variable && lhs.values == rhs.values && lhs.body == rhs.body
+        lhs.kind == rhs.kind && lhs.variable == rhs.variable && lhs.values == rhs.values && lhs.body == rhs.body
     }
 }
 

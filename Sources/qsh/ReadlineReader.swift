@@ -4,18 +4,41 @@ import Foundation
 import Interpreter
 
 /// The REPL's lines from GNU readline, with persistent history and registry-driven completion.
+///
+/// History behaves like bash's: `$HOME/.qsh_history` unless `QSH_HISTFILE` names another file,
+/// at most `QSH_HISTSIZE` lines (default 1000). The lines of this session are appended at exit
+/// and the file is then truncated to the limit, so two REPLs open at once keep each other's lines.
 final class ReadlineReader: LineReader {
+    static let defaultHistorySize = 1000
+
     private let historyPath: String
+    private let historySize: Int
+    /// Lines added since the file was read: what exit appends.
+    private var newEntries = 0
+
+    static func historyPath(environment: [String: String]) -> String {
+        if let path = environment["QSH_HISTFILE"], !path.isEmpty { return path }
+        // $HOME first, as a shell does; the passwd entry only when HOME is unset.
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        return (home as NSString).appendingPathComponent(".qsh_history")
+    }
+
+    static func historySize(environment: [String: String]) -> Int {
+        guard let text = environment["QSH_HISTSIZE"], let size = Int(text), size >= 0 else { return defaultHistorySize }
+        return size
+    }
 
     init(session: Session) {
         let environment = ProcessInfo.processInfo.environment
-        historyPath = environment["QSH_HISTFILE"] ?? (NSHomeDirectory() + "/.qsh_history")
+        historyPath = Self.historyPath(environment: environment)
+        historySize = Self.historySize(environment: environment)
         qsh_readline_configure("qsh")
         ReadlineReader.completer = Completer(registry: session.registry, valueWords: session.completionWords)
         qsh_readline_set_completer { text, state in
             ReadlineReader.nextCompletion(text: text, state: state)
         }
         using_history()
+        stifle_history(Int32(clamping: historySize))
         read_history(historyPath)
     }
 
@@ -47,11 +70,24 @@ final class ReadlineReader: LineReader {
 
     func addToHistory(_ entry: String) {
         add_history(entry)
-        if append_history(1, historyPath) != 0 { write_history(historyPath) }
+        newEntries += 1
     }
 
+    /// Appends this session's lines and truncates the file to the limit, as bash does at exit.
+    /// Failing to write history never fails the session; it says so once.
     func saveHistory() {
-        write_history(historyPath)
-        history_truncate_file(historyPath, 1000)
+        guard newEntries > 0, historySize > 0 else { return }
+        if !FileManager.default.fileExists(atPath: historyPath) {
+            // append_history needs the file to exist; create it readable by its owner only.
+            let descriptor = open(historyPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+            if descriptor >= 0 { close(descriptor) }
+        }
+        let appended = append_history(Int32(clamping: min(newEntries, historySize)), historyPath)
+        if appended != 0 {
+            FileHandle.standardError.write(Data("qsh: could not write the history file \(historyPath): \(String(cString: strerror(appended)))\n".utf8))
+            return
+        }
+        history_truncate_file(historyPath, Int32(clamping: historySize))
+        newEntries = 0
     }
 }

@@ -13,7 +13,7 @@ struct Qsh: ParsableCommand {
             Exit status: 0 success, 1 recipe error or failed expect, 2 usage error.
             """,
         version: QshVersion.string,
-        subcommands: [Run.self, Check.self, Test.self],
+        subcommands: [Run.self, Check.self, Test.self, Merge.self],
         defaultSubcommand: Run.self)
 }
 
@@ -66,10 +66,16 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("json"), help: ArgumentHelp("Write a JSON report of the run (evals, checksums, timings) to this file.", valueName: "file"))
     var jsonReport: String?
 
+    @Option(help: ArgumentHelp("Run only shard i (from 0) of n: the sweep items k with k mod n = i, and the parts of 'eval ... shard=auto'. Merge the --json records with 'qsh merge'.", valueName: "i/n"))
+    var shard: String?
+
     @OptionGroup var options: SessionOptions
 
     /// Writes the report, if asked for, then exits with the recipe's status.
     private func finish(_ status: ExitStatus, session: Session) throws -> Never {
+        if let shard = session.sweep.shard, session.sweep.itemsStarted == 0, !session.sweep.dataSharded, status == .success {
+            session.errors.line("warning: --shard \(shard): the recipe has no sweep and no 'eval ... shard=auto', so every shard did the same work")
+        }
         if let jsonReport {
             do {
                 try RunReport(session: session, exitStatus: status).write(to: jsonReport)
@@ -85,6 +91,17 @@ struct Run: ParsableCommand {
         let session = try options.makeSession()
         qsh_install_interrupt_handler()
         if file != nil && command != nil { throw ValidationError("give either a file or -c, not both") }
+        if let shard {
+            do {
+                try session.sweep.setShard(shard)
+            } catch {
+                throw ValidationError("--shard \(shard): \(error)")
+            }
+            if file == nil && command == nil { throw ValidationError("--shard needs a recipe: qsh FILE.qs --shard \(shard)") }
+            if jsonReport == nil {
+                session.errors.line("warning: --shard without --json: this shard's results are printed but not kept for 'qsh merge'")
+            }
+        }
         let runner = RecipeRunner(session: session)
         if let command {
             try finish(runner.run(text: command, fileName: "<-c>"), session: session)
@@ -147,6 +164,60 @@ struct Test: ParsableCommand {
         qsh_install_interrupt_handler()
         let runner = DocTestRunner(setup: { session in try options.configure(session) })
         throw ExitCode(runner.run(paths: files, report: StandardStream.output()).rawValue)
+    }
+}
+
+struct Merge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Merge the --json run records of a sharded recipe into one results table.",
+        discussion: """
+            The shards must come from the same recipe text, shard count and --set values. The table lists every eval of the whole run in the order a sequential run makes them; parts of a data set ('eval ... shard=auto') are added up exactly. Missing shards, failed items and unreadable files are listed by index and the exit status is then 1.
+            """)
+
+    @Argument(help: "The run records, e.g. out/*.json.")
+    var files: [String]
+
+    @Option(help: ArgumentHelp("Also draw the results as an SVG figure, as 'plot results' does.", valueName: "file.svg"))
+    var plot: String?
+
+    func run() throws {
+        guard !files.isEmpty else { throw ValidationError("give the run records to merge, e.g. qsh merge out/*.json") }
+        var inputs: [SweepMerge.Input] = []
+        var unreadable: [String] = []
+        for path in files {
+            if let contents = FileManager.default.contents(atPath: path) {
+                inputs.append(SweepMerge.Input(path: path, contents: contents))
+            } else {
+                unreadable.append("\(path): cannot be read (no such file, or not readable)")
+            }
+        }
+        let errors = StandardStream.error()
+        let merged: SweepMerge
+        do {
+            merged = try SweepMerge(inputs)
+        } catch {
+            unreadable.forEach { errors.line("error: " + $0) }
+            errors.line("error: \(error.message)" + (error.hint.map { "\n  hint: \($0)" } ?? ""))
+            throw ExitCode(ExitStatus.recipeFailed.rawValue)
+        }
+        let problems = unreadable + merged.problems
+        StandardStream.output().line(merged.resultsTable)
+        errors.line("merged \(merged.shardsFound.count) of \(merged.shardCount) shard\(merged.shardCount == 1 ? "" : "s") of \(merged.recipe): "
+                    + "\(merged.itemCount) sweep item\(merged.itemCount == 1 ? "" : "s"), \(merged.evaluations.count) eval\(merged.evaluations.count == 1 ? "" : "s")")
+        if let plot {
+            do {
+                try merged.plot(to: plot)
+                errors.line("wrote \(plot)")
+            } catch {
+                errors.line("error: cannot write \(plot): \(error)")
+                throw ExitCode(ExitStatus.recipeFailed.rawValue)
+            }
+        }
+        guard problems.isEmpty else {
+            errors.line("INCOMPLETE: the table above lacks what these lines name:")
+            problems.forEach { errors.line("  " + $0) }
+            throw ExitCode(ExitStatus.recipeFailed.rawValue)
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 import XCTest
 @testable import QLang
 
-/// SplitMix64: small, fast and the same on every platform, so failures reproduce.
+/// SplitMix64: small, fast and the same on every platform, so failures reproduce. The same generator
+/// as QuantOps.SeededGenerator, which the other test targets use; QLang and its tests do not depend
+/// on QuantOps, and test targets cannot share code, so this target keeps its own copy.
 struct SeededGenerator: RandomNumberGenerator {
     private var state: UInt64
     init(seed: UInt64) { state = seed }
@@ -69,7 +71,7 @@ struct ProgramGenerator {
             case 1: return .range(lower: nil, upper: rangeEnd())
             default: return .range(lower: rangeEnd(), upper: rangeEnd())
             }
-        default: return .identifier(pick(["all", "layer", "from", "to", "in", "let", "for", "expect"]))
+        default: return .identifier(pick(["all", "layer", "from", "to", "in", "let", "for", "sweep", "expect"]))
         }
     }
 
@@ -93,7 +95,9 @@ struct ProgramGenerator {
             default: values = .list((0..<Int.random(in: 2...4, using: &random)).map { _ in element() })
             }
             let body = (0..<Int.random(in: 0...3, using: &random)).map { _ in statement(depth: depth + 1) }
-            return .loop(ForStatement(variable: identifier(avoiding: []), location: nowhere, values: at(values), body: body))
+            // Only a top-level loop may be a sweep.
+            let kind: LoopKind = depth == 0 && chance(30) ? .sweep : .sequential
+            return .loop(ForStatement(kind: kind, variable: identifier(avoiding: []), location: nowhere, values: at(values), body: body))
         case 3:
             let subject: ValueSyntax = chance(50) ? .identifier(identifier(avoiding: [])) : .variable(identifier(avoiding: []))
             var expected = element()
@@ -103,7 +107,7 @@ struct ProgramGenerator {
             return .expectation(ExpectStatement(location: nowhere, subject: at(subject), comparison: pick(Comparison.allCases),
                                                 expected: at(expected), tolerance: tolerance.map(at)))
         default:
-            let name = identifier(avoiding: ["let", "for", "expect"])
+            let name = identifier(avoiding: ["let", "for", "sweep", "expect"])
             let arguments: [Argument] = (0..<Int.random(in: 0...4, using: &random)).map { _ in
                 chance(40) ? option(identifier(avoiding: []), value()) : positional(value())
             }

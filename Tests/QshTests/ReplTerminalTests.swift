@@ -18,7 +18,9 @@ final class ReplTerminalTests: XCTestCase {
     }
 
     override func tearDown() {
-        _ = try? tmux(["kill-session", "-t", sessionName])
+        for name in [sessionName, sessionName + "-a", sessionName + "-b"] {
+            _ = try? tmux(["kill-session", "-t", name])
+        }
         try? FileManager.default.removeItem(at: historyFile)
     }
 
@@ -46,18 +48,19 @@ final class ReplTerminalTests: XCTestCase {
         return (try? String(contentsOfFile: outputFile, encoding: .utf8)) ?? ""
     }
 
-    func screen() throws -> String { try tmux(["capture-pane", "-p", "-t", sessionName]) }
+    func screen(_ session: String? = nil) throws -> String { try tmux(["capture-pane", "-p", "-t", session ?? sessionName]) }
 
     struct Timeout: Error, CustomStringConvertible {
         var description: String
     }
 
     /// Polls the screen until `predicate` holds, for at most `seconds`; a timeout ends the test.
-    func waitFor(_ description: String, seconds: Double = 20, _ predicate: (String) -> Bool) throws -> String {
+    func waitFor(_ description: String, in session: String? = nil, seconds: Double = 20,
+                 _ predicate: (String) -> Bool) throws -> String {
         let deadline = Date().addingTimeInterval(seconds)
         var last = ""
         while Date() < deadline {
-            last = try screen()
+            last = try screen(session)
             if predicate(last) { return last }
             Thread.sleep(forTimeInterval: 0.1)
         }
@@ -66,6 +69,51 @@ final class ReplTerminalTests: XCTestCase {
 
     func type(_ keys: String...) throws {
         try tmux(["send-keys", "-t", sessionName] + keys)
+    }
+
+    func type(in session: String, _ keys: String...) throws {
+        try tmux(["send-keys", "-t", session] + keys)
+    }
+
+    /// Two REPLs open at once with HOME set to a fresh folder: each appends its own lines at exit,
+    /// so the file in $HOME ends with both sessions' lines, and the size limit truncates it.
+    func testTwoReplsKeepEachOthersHistoryInHome() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("\(sessionName)-home")
+        try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: home) }
+        let file = home.appendingPathComponent(".qsh_history")
+        try "older line 1\nolder line 2\n".write(to: file, atomically: true, encoding: .utf8)
+
+        func start(_ name: String, limit: Int) throws {
+            let command = "env -u QSH_HISTFILE HOME='\(home.path)' QSH_HISTSIZE=\(limit) '\(QshProcess.executable.path)'; echo QSH-EXITED-$?; sleep 30"
+            try tmux(["new-session", "-d", "-s", name, "-x", "100", "-y", "30", command])
+            _ = try waitFor("the prompt of \(name)", in: name) { $0.contains("qsh>") }
+        }
+        let (first, second) = (sessionName + "-a", sessionName + "-b")
+        try start(first, limit: 100)
+        try start(second, limit: 100)
+        try type(in: first, "print \"from a 1\"", "Enter")
+        try type(in: second, "print \"from b 1\"", "Enter")
+        try type(in: first, "print \"from a 2\"", "Enter")
+        _ = try waitFor("a's output", in: first) { $0.contains("\nfrom a 2") }
+        _ = try waitFor("b's output", in: second) { $0.contains("\nfrom b 1") }
+        try type(in: first, "C-d")
+        _ = try waitFor("a's exit", in: first) { $0.contains("QSH-EXITED-0") }
+        try type(in: second, "C-d")
+        _ = try waitFor("b's exit", in: second) { $0.contains("QSH-EXITED-0") }
+
+        let lines = try String(contentsOf: file, encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines, ["older line 1", "older line 2", "print \"from a 1\"", "print \"from a 2\"", "print \"from b 1\""])
+
+        // A third session with a limit of 3 lines keeps the newest three.
+        let third = sessionName
+        try start(third, limit: 3)
+        try type(in: third, "print \"from c\"", "Enter")
+        _ = try waitFor("c's output", in: third) { $0.contains("\nfrom c") }
+        try type(in: third, "C-d")
+        _ = try waitFor("c's exit", in: third) { $0.contains("QSH-EXITED-0") }
+        let truncated = try String(contentsOf: file, encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(truncated, ["print \"from a 2\"", "print \"from b 1\"", "print \"from c\""])
     }
 
     func testTypingCompletionErrorsInterruptAndExit() throws {

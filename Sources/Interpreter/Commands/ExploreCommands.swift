@@ -93,13 +93,18 @@ enum ExploreCommands {
             session.output.line("no evaluations yet: run 'eval cifar10'")
             return
         }
+        session.output.line(resultsTable(session.evaluations))
+    }
+
+    /// The `results` table; `qsh merge` prints the same for the shards of a run.
+    static func resultsTable(_ evaluations: [EvaluationRecord]) -> String {
         var table = TextTable(["#", "model state", "data", "images", "top-1", "top-5"],
                               alignments: [.right, .left, .left, .right, .right, .right])
-        for (index, record) in session.evaluations.enumerated() {
+        for (index, record) in evaluations.enumerated() {
             table.add([String(index + 1), record.state, record.dataset, String(record.images),
                        String(format: "%.2f", record.top1), String(format: "%.2f", record.top5)])
         }
-        session.output.line(table.render())
+        return table.render()
     }
 
     static let reset = CommandSpec(

@@ -54,22 +54,25 @@ enum LoadEvalCommands {
 
     static let evaluate = CommandSpec(
         ["eval"], group: .model, summary: "Measure top-1 and top-5 accuracy on a data set",
-        help: "The test file is sorted by class, so a quick subset must be strided: 'eval cifar10 stride=10' takes every 10th image. The result is kept as top1 and top5 for 'expect' and 'results'.",
+        help: "Records are visited in file order (the official order for CIFAR-10), so 'eval cifar10 limit=1000' takes the first 1,000 test images and 'stride=10' every 10th; both are the subsets any user of the official files gets. cifar10-train is every training batch present; a limit that needs a missing batch is an error that names it. The result is kept as top1 and top5 for 'expect' and 'results'.",
         positionals: [Positional("data", .text, help: "a data set: cifar10 (test), cifar10-train")],
         options: [
             OptionParameter("limit", .integer(1...10_000_000), help: "at most this many images (after striding)"),
             OptionParameter("stride", .integer(1...10_000_000), default: .integer(1), help: "every K-th image"),
             OptionParameter("batch", .integer(1...100_000), default: .integer(250), help: "images per forward pass"),
+            OptionParameter("shard", .text, help: "evaluate only part INDEX/COUNT of the images (e.g. \"0/4\"), or auto: the part of this process's --shard; 'qsh merge' adds the parts up exactly"),
         ],
-        examples: ["eval cifar10", "eval cifar10 stride=10", "eval cifar10 limit=1000 stride=10"]
+        examples: ["eval cifar10", "eval cifar10 limit=1000", "eval cifar10 stride=10", "eval cifar10 shard=auto", "eval cifar10 shard=\"1/4\""]
     ) { invocation, session in
         let state = try session.requireModel(for: "eval")
         let name = invocation.string("data") ?? "cifar10"
         let dataset = try session.dataset(named: name)
+        if let limit = invocation.int("limit") { try dataset.requireRecords((limit - 1) * (invocation.int("stride") ?? 1) + 1) }
+        let part = try dataPart(invocation.string("shard"), session: session)
         let progress = ProgressBar("eval \(name)", sink: session.errors, enabled: session.settings.progress)
         let result = try Evaluation.run(
             model: state.model, dataset: dataset, limit: invocation.int("limit"), stride: invocation.int("stride") ?? 1,
-            batchSize: invocation.int("batch") ?? 250,
+            part: part, batchSize: invocation.int("batch") ?? 250,
             progress: { done, total in progress.update(done: done, total: total) },
             shouldStop: { qsh_interrupt_requested() != 0 })
         progress.finish()
@@ -78,9 +81,28 @@ enum LoadEvalCommands {
         session.values["top5"] = result.top5
         session.values["images"] = Double(result.count)
         session.evaluations.append(EvaluationRecord(state: state.summary, dataset: name, images: result.count,
-                                                    top1: result.top1, top5: result.top5, seconds: result.seconds))
+                                                    top1: result.top1, top5: result.top5, seconds: result.seconds,
+                                                    top1Correct: result.top1Correct, top5Correct: result.top5Correct,
+                                                    dataShard: part))
         session.output.line(String(format: "top-1 %.2f%%  top-5 %.2f%%  (%d images, %.2f s, %.0f images/s)",
-                                   result.top1, result.top5, result.count, result.seconds, result.imagesPerSecond))
+                                   result.top1, result.top5, result.count, result.seconds, result.imagesPerSecond)
+                            + (part.map { " part \($0) of the images" } ?? ""))
+    }
+
+    /// The part of the data an eval covers: `auto` follows `--shard` outside sweeps (inside one,
+    /// the item is already the unit that shards share out, so it sees all the data).
+    static func dataPart(_ text: String?, session: Session) throws -> Shard? {
+        guard let text else { return nil }
+        if text == "auto" {
+            guard session.sweep.currentItem == nil, let shard = session.sweep.shard else { return nil }
+            session.sweep.dataSharded = true
+            return shard
+        }
+        do {
+            return try Shard(parsing: text)
+        } catch {
+            throw CommandError("shard=\(text): \(error)", hint: "write shard=\"0/4\" for the first of four parts, or shard=auto with 'qsh FILE --shard i/N'")
+        }
     }
 
     static let save = CommandSpec(
@@ -111,8 +133,7 @@ enum LoadEvalCommands {
         var model = try session.requireModel(for: "recalibrate bn").model
         let name = invocation.string("data") ?? "cifar10-train"
         let dataset = try session.dataset(named: name)
-        let samples = min(invocation.int("samples") ?? 1024, dataset.count)
-        let indices = Evaluation.sampleIndices(count: dataset.count, samples: samples)
+        let indices = try dataset.sampleIndices(invocation.int("samples") ?? 1024)
         let images = dataset.batch(indices, normalization: model.normalization)
         let report = try BatchNormRecalibration.run(&model, images: images, batchSize: invocation.int("batch") ?? 256)
         session.commit(model, step: invocation.text)

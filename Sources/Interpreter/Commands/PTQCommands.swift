@@ -217,7 +217,7 @@ enum PTQCommands {
         let key = CalibrationKey(model: model, data: request.cacheLabel)
         if let cached = session.calibrationCache.statistics(for: key) { return (cached, true) }
         let dataset = try session.dataset(named: request.data)
-        let indices = sampleIndices(dataset, samples: request.samples)
+        let indices = try dataset.sampleIndices(max(1, request.samples))
         let batchSize = max(1, request.batchSize)
         let batchCount = (indices.count + batchSize - 1) / batchSize
         let progress = ProgressBar("calibrate", sink: session.errors, enabled: session.settings.progress)
@@ -230,12 +230,6 @@ enum PTQCommands {
         guard let collected else { throw Interrupted() }
         session.calibrationCache.store(collected, for: key)
         return (collected, false)
-    }
-
-    /// `samples` images drawn by a seeded shuffle: files ordered by class would make a fixed
-    /// stride see only some classes.
-    static func sampleIndices(_ dataset: CIFAR10, samples: Int) -> [Int] {
-        Evaluation.sampleIndices(count: dataset.count, samples: max(1, samples))
     }
 
     /// After the weights changed, calibrated activation ranges describe the old model: re-apply
@@ -335,7 +329,7 @@ enum PTQCommands {
         let reference = try floatReference(for: session)
         let name = invocation.string("data") ?? "cifar10-train"
         let dataset = try session.dataset(named: name)
-        let indices = sampleIndices(dataset, samples: invocation.int("samples") ?? 256)
+        let indices = try dataset.sampleIndices(invocation.int("samples") ?? 256)
         let batchSize = invocation.int("batch") ?? 32
         let progress = ProgressBar("analyze", sink: session.errors, enabled: session.settings.progress)
         let result = try LayerAnalysis.compare(
@@ -375,21 +369,23 @@ enum PTQCommands {
 
     static let sensitivity = CommandSpec(
         ["sensitivity"], group: .analysis, summary: "Quantize one layer at a time, then keep one layer float at a time",
-        help: "For every layer: accuracy and logit SQNR with only that layer quantized (weights and output activations; the rest float), then with only that layer float (the rest quantized), on a strided test subset. Suggests the 'keep layer N float' lines that recover the most accuracy.",
+        help: "For every layer: accuracy and logit SQNR with only that layer quantized (weights and output activations; the rest float), then with only that layer float (the rest quantized), on the first images of a labelled data set. Suggests the 'keep layer N float' lines that recover the most accuracy.",
         options: [
             OptionParameter("data", .text, default: .word("cifar10"), help: "labelled images"),
-            OptionParameter("stride", .integer(1...10_000), default: .integer(40), help: "every K-th image (the test file is sorted by class); the default 40 takes 250 images"),
-            OptionParameter("samples", .integer(1...100_000), help: "at most this many images after striding"),
+            OptionParameter("stride", .integer(1...10_000), default: .integer(1), help: "every K-th image"),
+            OptionParameter("samples", .integer(1...100_000), default: .integer(250), help: "at most this many images after striding"),
             OptionParameter("suggest", .integer(0...100), default: .integer(3), help: "how many 'keep' lines to suggest"),
         ],
-        examples: ["sensitivity", "sensitivity stride=10 samples=500"]
+        examples: ["sensitivity", "sensitivity samples=500", "sensitivity stride=10 samples=500"]
     ) { invocation, session in
         let state = try session.requireModel(for: "sensitivity")
         syncWithLoad(session)
         let reference = try floatReference(for: session)
         let name = invocation.string("data") ?? "cifar10"
         let dataset = try session.dataset(named: name)
-        let indices = Evaluation.indices(count: dataset.count, limit: invocation.int("samples"), stride: invocation.int("stride") ?? 40)
+        let (samples, stride) = (invocation.int("samples") ?? 250, invocation.int("stride") ?? 1)
+        try dataset.requireRecords((samples - 1) * stride + 1)
+        let indices = Evaluation.indices(count: dataset.count, limit: samples, stride: stride)
         let images = dataset.batch(indices, normalization: state.model.normalization)
         let labels = indices.map { Int(dataset.labels[$0]) }
         let result = try Sensitivity.run(reference: reference, quantized: state.model, images: images, labels: labels,
@@ -403,7 +399,7 @@ enum PTQCommands {
                        String(format: "%.2f", row.keptFloat.top1), decibels(row.keptFloat.sqnr)])
         }
         session.output.line(String(format: "sensitivity on %d images of %@ (stride %d): float %.2f%%, quantized %.2f%% (logit SQNR %@), %.1f s",
-                                   report.images, name, invocation.int("stride") ?? 40, report.float.top1, report.quantized.top1,
+                                   report.images, name, stride, report.float.top1, report.quantized.top1,
                                    decibels(report.quantized.sqnr), report.seconds))
         session.output.line(table.render())
         session.values["sensitivity_seconds"] = report.seconds

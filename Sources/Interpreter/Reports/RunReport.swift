@@ -28,6 +28,35 @@ public struct RunReport: Codable, Sendable {
         public var top5: Double
         public var variables: [String: String]
         public var modelSHA256: String?
+        /// Exact counts behind top1/top5, so that `qsh merge` adds parts of a data set exactly.
+        public var top1Correct: Int?
+        public var top5Correct: Int?
+        /// The part of the data evaluated, when only a part.
+        public var dataShard: Shard?
+        /// The sweep item the eval ran in, if any, and how many items had started before it.
+        public var sweepItem: Int?
+        public var sweepItemsBefore: Int?
+    }
+
+    /// What `--shard` and the recipe's sweeps did in this process.
+    public struct Sweep: Codable, Sendable {
+        public struct Item: Codable, Sendable, Equatable {
+            public var index: Int
+            public var variables: [String: String]
+            /// The item's error as printed; nil when it succeeded.
+            public var error: String?
+        }
+
+        /// Nil for an unsharded run.
+        public var shard: Shard?
+        /// The recipe that was sharded, by name and SHA-256 of its text: shards must agree.
+        public var recipe: String?
+        public var recipeSHA256: String?
+        /// Items over all sweeps of the recipe, run here or not.
+        public var itemCount: Int
+        /// The items this process ran.
+        public var items: [Item]
+        public var dataSharded: Bool
     }
 
     public struct FileChecksum: Codable, Sendable, Hashable {
@@ -43,7 +72,8 @@ public struct RunReport: Codable, Sendable {
         public var evaluationSeconds: [Double]
     }
 
-    public var format = "qsh-run-report-1"
+    public var format = RunReport.formatName
+    public static let formatName = "qsh-run-report-1"
     public var tool: Tool
     /// Recipe files the session ran or sourced, by name.
     public var recipes: [Recipe]
@@ -59,6 +89,7 @@ public struct RunReport: Codable, Sendable {
     public var results: [String: Double]
     /// The process exit status, when the report is written after a run (`qsh FILE --json`).
     public var exitStatus: Int?
+    public var sweep: Sweep?
     public var timings: Timings
 
     public init(session: Session, exitStatus: ExitStatus? = nil) {
@@ -78,10 +109,18 @@ public struct RunReport: Codable, Sendable {
         evaluations = session.evaluations.enumerated().map { index, record in
             Evaluation(index: index + 1, state: record.state, dataset: record.dataset, images: record.images,
                        top1: record.top1, top5: record.top5,
-                       variables: record.variables.mapValues(\.description), modelSHA256: record.modelChecksum)
+                       variables: record.variables.mapValues(\.description), modelSHA256: record.modelChecksum,
+                       top1Correct: record.top1Correct, top5Correct: record.top5Correct, dataShard: record.dataShard,
+                       sweepItem: record.sweepItem, sweepItemsBefore: record.sweepItemsBefore)
         }
         results = session.values
         self.exitStatus = exitStatus.map { Int($0.rawValue) }
+        let main = session.mainRecipe.flatMap { session.sources[$0] }
+        sweep = Sweep(shard: session.sweep.shard, recipe: main?.name,
+                      recipeSHA256: main.map { Checksum.sha256(Data($0.text.utf8)) },
+                      itemCount: session.sweep.itemsStarted,
+                      items: session.sweep.items.map { Sweep.Item(index: $0.index, variables: $0.variables, error: $0.error) },
+                      dataSharded: session.sweep.dataSharded)
         timings = Timings(startedAt: ISO8601DateFormatter().string(from: session.startedAt),
                           totalSeconds: Date().timeIntervalSince(session.startedAt),
                           evaluationSeconds: session.evaluations.map(\.seconds))

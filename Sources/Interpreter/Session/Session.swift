@@ -36,9 +36,19 @@ public struct EvaluationRecord: Sendable {
     public var variables: [String: RuntimeValue] = [:]
     /// SHA-256 of the checkpoint the evaluated model came from.
     public var modelChecksum: String?
+    /// Exact counts behind top1 and top5, so that parts of a data set merge exactly.
+    public var top1Correct: Int?
+    public var top5Correct: Int?
+    /// The part of the data set evaluated (`eval DATA shard=i/N`), if only a part.
+    public var dataShard: Shard?
+    /// Where the eval stands in the recipe's sweeps: the sweep item it ran in, if any, and how
+    /// many sweep items had started before it. Merging shards orders evals by these.
+    public var sweepItem: Int?
+    public var sweepItemsBefore = 0
 
     public init(state: String, dataset: String, images: Int, top1: Double, top5: Double, seconds: Double,
-                variables: [String: RuntimeValue] = [:], modelChecksum: String? = nil) {
+                variables: [String: RuntimeValue] = [:], modelChecksum: String? = nil,
+                top1Correct: Int? = nil, top5Correct: Int? = nil, dataShard: Shard? = nil) {
         self.state = state
         self.dataset = dataset
         self.images = images
@@ -47,6 +57,38 @@ public struct EvaluationRecord: Sendable {
         self.seconds = seconds
         self.variables = variables
         self.modelChecksum = modelChecksum
+        self.top1Correct = top1Correct
+        self.top5Correct = top5Correct
+        self.dataShard = dataShard
+    }
+}
+
+/// The recipe's sweeps as this process runs them: which shard it is, and what became of each item.
+public struct SweepState: Sendable {
+    public struct Item: Sendable, Equatable {
+        public var index: Int
+        /// The loop variable and its value for this item, e.g. `["lam": "0.4"]`.
+        public var variables: [String: String]
+        /// Nil when the item succeeded; else its error as printed.
+        public var error: String?
+    }
+
+    /// Set by `--shard i/N`: this process runs the sweep items that `shard.owns(item:)`.
+    public var shard: Shard?
+    /// Sweep items numbered so far, over every sweep of the recipe, whether run here or not.
+    public var itemsStarted = 0
+    /// The item running now.
+    public var currentItem: Int?
+    /// The items this process ran, in order.
+    public var items: [Item] = []
+    /// Whether an eval split its data by the shard (`shard=auto`).
+    public var dataSharded = false
+
+    public func runsHere(item: Int) -> Bool { shard?.owns(item: item) ?? true }
+
+    /// `--shard i/N`.
+    public mutating func setShard(_ text: String) throws(ShardError) {
+        shard = try Shard(parsing: text)
     }
 }
 
@@ -83,6 +125,8 @@ public final class Session {
             for index in oldValue.count..<evaluations.count {
                 if evaluations[index].variables.isEmpty { evaluations[index].variables = variables }
                 evaluations[index].modelChecksum = evaluations[index].modelChecksum ?? current?.checksum
+                evaluations[index].sweepItem = sweep.currentItem
+                evaluations[index].sweepItemsBefore = sweep.currentItem ?? sweep.itemsStarted
             }
         }
     }
@@ -101,6 +145,10 @@ public final class Session {
     public var calibrationCache = CalibrationCache()
     /// The statements that ran successfully, for `history save`.
     public var history: [String] = []
+    /// Sweep items and sharding.
+    public var sweep = SweepState()
+    /// The recipe file or text the session was started with, for reports and merging shards.
+    public var mainRecipe: String?
     /// Files being sourced, to refuse a file that sources itself.
     var sourceStack: [String] = []
     /// Source texts by file name, so that an error in any of them shows its line.
@@ -133,6 +181,44 @@ public final class Session {
         state.model = model
         state.steps.append(step)
         current = state
+    }
+
+    /// What a sweep item may change and must not pass on to the next item: the model and its
+    /// history, variables, named results, data sets made, settings and quantization state.
+    /// Evaluations, seeds, caches and the statement history accumulate across items.
+    struct ItemState {
+        var settings: Settings
+        var variables: [String: RuntimeValue]
+        var values: [String: Double]
+        var current: ModelState?
+        var loaded: ModelState?
+        var undoStack: [ModelState?]
+        var snapshots: [String: ModelState]
+        var lastAnalysis: LayerErrorReport?
+        var datasets: [String: CIFAR10]
+        var ptq: PTQState
+        var finetuning: FinetuneRecord?
+    }
+
+    func captureItemState() -> ItemState {
+        ItemState(settings: settings, variables: variables, values: values, current: current, loaded: loaded,
+                  undoStack: undoStack, snapshots: snapshots, lastAnalysis: lastAnalysis, datasets: datasets,
+                  ptq: ptq, finetuning: finetuning)
+    }
+
+    func restore(_ state: ItemState) {
+        settings = state.settings
+        variables = state.variables
+        values = state.values
+        current = state.current
+        loaded = state.loaded
+        undoStack = state.undoStack
+        snapshots = state.snapshots
+        lastAnalysis = state.lastAnalysis
+        datasets = state.datasets
+        ptq = state.ptq
+        finetuning = state.finetuning
+        applySettings()
     }
 
     /// The prompt shows the model and whether it differs from what was loaded.

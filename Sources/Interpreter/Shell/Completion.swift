@@ -9,7 +9,7 @@ public struct Completer: Sendable {
         self.valueWords = valueWords
     }
 
-    static let keywords = ["let", "for", "expect"]
+    static let keywords = ["let", "for", "sweep", "expect"]
 
     /// Candidates for the word that ends at the end of `line` (the text before the cursor).
     public func completions(for line: String) -> [String] {

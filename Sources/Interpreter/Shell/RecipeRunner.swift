@@ -46,6 +46,7 @@ public struct RecipeRunner {
     public func run(text: String, fileName: String, checkOnly: Bool = false) -> ExitStatus {
         let source = SourceFile(name: fileName, text: text)
         session.sources[fileName] = source
+        if session.mainRecipe == nil { session.mainRecipe = fileName }
         do {
             try Interpreter(session: session, checkOnly: checkOnly).run(source)
             return .success

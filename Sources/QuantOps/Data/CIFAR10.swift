@@ -13,6 +13,14 @@ public struct CIFAR10: Sendable {
     public private(set) var labels: [UInt8]
     /// Image k occupies bytes `k*3072 ..< (k+1)*3072`.
     public private(set) var pixels: [UInt8]
+    /// Records per file, in reading order. Samples are drawn from the first file first, so a
+    /// sample that one training batch can supply is the same whichever later batches exist.
+    public private(set) var fileRecordCounts: [Int]
+    /// Files of this data set that were looked for and are absent (training batches 2-5 of a
+    /// partial download), for the error that says why a sample is too large.
+    public private(set) var missingFiles: [String] = []
+    /// Where the missing files belong.
+    public private(set) var folder: String?
 
     public var count: Int { labels.count }
 
@@ -26,22 +34,54 @@ public struct CIFAR10: Sendable {
         case "cifar10":
             files = [directory.appendingPathComponent("test_batch.bin")]
         case "cifar10-train":
-            files = (1...5).map { directory.appendingPathComponent("data_batch_\($0).bin") }
-                .filter { FileManager.default.fileExists(atPath: $0.path) }
+            // Every training batch present, in order: the official download has five.
+            let all = trainingBatchNames.map { directory.appendingPathComponent($0) }
+            files = all.filter { FileManager.default.fileExists(atPath: $0.path) }
             guard !files.isEmpty else {
                 throw CIFAR10Error.missingFile(path: directory.appendingPathComponent("data_batch_1.bin").path,
                                                remedy: "put the CIFAR-10 binary training batches there or set QSH_DATA")
             }
+            var dataset = try CIFAR10(name: "cifar10-train", files: files)
+            dataset.missingFiles = all.filter { !FileManager.default.fileExists(atPath: $0.path) }.map(\.lastPathComponent)
+            dataset.folder = directory.path
+            return dataset
         default:
             throw CIFAR10Error.unknownDataset(name: name, known: knownNames)
         }
-        return try CIFAR10(name: name.lowercased(), files: files)
+        var dataset = try CIFAR10(name: name.lowercased(), files: files)
+        dataset.folder = directory.path
+        return dataset
+    }
+
+    /// The official training batches, in the order samples draw from them.
+    public static let trainingBatchNames = (1...5).map { "data_batch_\($0).bin" }
+
+    /// `samples` record indices in file order, drawn without replacement by a seeded shuffle
+    /// within each file, first file first (see `Evaluation.sampleIndices(fileRecordCounts:)`).
+    /// More samples than the data set holds take every record, unless files are missing that
+    /// would have supplied them: then the error names those files.
+    public func sampleIndices(_ samples: Int, seed: UInt64 = 0) throws -> [Int] {
+        if samples > count && !missingFiles.isEmpty {
+            throw CIFAR10Error.tooFewRecords(dataset: name, requested: samples, available: count,
+                                             missing: missingFiles, folder: folder ?? "the data folder")
+        }
+        return Evaluation.sampleIndices(fileRecordCounts: fileRecordCounts, samples: samples, seed: seed)
+    }
+
+    /// Fails when a prefix of `needed` records reaches past the files present and missing files
+    /// would have held the rest, so that a partial download never silently gives a smaller run.
+    public func requireRecords(_ needed: Int) throws {
+        if needed > count && !missingFiles.isEmpty {
+            throw CIFAR10Error.tooFewRecords(dataset: name, requested: needed, available: count,
+                                             missing: missingFiles, folder: folder ?? "the data folder")
+        }
     }
 
     public init(name: String, files: [URL]) throws {
         self.name = name
         labels = []
         pixels = []
+        fileRecordCounts = []
         for file in files {
             guard FileManager.default.fileExists(atPath: file.path) else {
                 throw CIFAR10Error.missingFile(path: file.path, remedy: "download cifar-10-binary.tar.gz and unpack it there, or set QSH_DATA to its folder")
@@ -65,6 +105,7 @@ public struct CIFAR10: Sendable {
         self.name = name
         self.labels = labels
         self.pixels = pixels
+        fileRecordCounts = [labels.count]
     }
 
     private mutating func append(records bytes: Data, from path: String) throws {
@@ -91,6 +132,7 @@ public struct CIFAR10: Sendable {
         }
         labels += newLabels
         pixels += newPixels
+        fileRecordCounts.append(records)
     }
 
     /// The images at `indices` as a normalized float batch (N, 3, 32, 32): x/255, then
@@ -127,6 +169,7 @@ public enum CIFAR10Error: Error, CustomStringConvertible, Equatable {
     case missingFile(path: String, remedy: String)
     case unreadable(path: String, reason: String)
     case malformed(path: String, problem: String)
+    case tooFewRecords(dataset: String, requested: Int, available: Int, missing: [String], folder: String)
 
     public var description: String {
         switch self {
@@ -138,6 +181,10 @@ public enum CIFAR10Error: Error, CustomStringConvertible, Equatable {
             return "\(path): cannot be read (\(reason))"
         case .malformed(let path, let problem):
             return "\(path): \(problem)"
+        case .tooFewRecords(let dataset, let requested, let available, let missing, let folder):
+            return "\(dataset) has \(available) images here and \(requested) were requested; "
+                + "\(missing.joined(separator: ", ")) \(missing.count == 1 ? "is" : "are") missing from \(folder) "
+                + "(unpack the official cifar-10-binary.tar.gz there, or ask for at most \(available))"
         }
     }
 }

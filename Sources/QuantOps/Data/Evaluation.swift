@@ -6,6 +6,10 @@ public struct EvaluationResult: Sendable, Equatable {
     /// Percent of images whose label is among the five highest logits.
     public var top5: Double
     public var count: Int
+    /// Images whose label is the top prediction, and among the top five: exact counts, so
+    /// that evaluations of parts of a data set add up to the evaluation of the whole.
+    public var top1Correct: Int
+    public var top5Correct: Int
     public var seconds: Double
     public var imagesPerSecond: Double
     /// The predicted class of each evaluated image, in evaluation order.
@@ -15,19 +19,22 @@ public struct EvaluationResult: Sendable, Equatable {
 }
 
 public enum Evaluation {
-    /// The record indices an evaluation visits: every `stride`-th record, then at most `limit`.
-    public static func indices(count: Int, limit: Int?, stride: Int) -> [Int] {
-        let strided = Array(Swift.stride(from: 0, to: count, by: max(1, stride)))
-        guard let limit else { return strided }
-        return Array(strided.prefix(max(0, limit)))
+    /// The record indices an evaluation visits: every `stride`-th record, then at most `limit`,
+    /// then, with `part`, that shard's contiguous share of them.
+    public static func indices(count: Int, limit: Int?, stride: Int, part: Shard? = nil) -> [Int] {
+        var selected = Array(Swift.stride(from: 0, to: count, by: max(1, stride)))
+        if let limit { selected = Array(selected.prefix(max(0, limit))) }
+        guard let part else { return selected }
+        return Array(part.part(of: selected))
     }
 
     /// Classifies the selected images in batches. `progress(done, total)` is called after
     /// each batch and `shouldStop` is polled before each, so Ctrl-C ends a run cleanly.
-    public static func run(model: Model, dataset: CIFAR10, limit: Int? = nil, stride: Int = 1, batchSize: Int = 200,
+    public static func run(model: Model, dataset: CIFAR10, limit: Int? = nil, stride: Int = 1, part: Shard? = nil,
+                           batchSize: Int = 200,
                            progress: ((Int, Int) -> Void)? = nil,
                            shouldStop: (() -> Bool)? = nil) throws -> EvaluationResult {
-        let selected = indices(count: dataset.count, limit: limit, stride: stride)
+        let selected = indices(count: dataset.count, limit: limit, stride: stride, part: part)
         let batchSize = max(1, batchSize)
         let start = Date()
         var top1Hits = 0, top5Hits = 0
@@ -60,7 +67,7 @@ public enum Evaluation {
         let seconds = Date().timeIntervalSince(start)
         let total = max(1, predictions.count)
         return EvaluationResult(top1: 100 * Double(top1Hits) / Double(total), top5: 100 * Double(top5Hits) / Double(total),
-                                count: predictions.count, seconds: seconds,
+                                count: predictions.count, top1Correct: top1Hits, top5Correct: top5Hits, seconds: seconds,
                                 imagesPerSecond: seconds > 0 ? Double(predictions.count) / seconds : 0,
                                 predictions: predictions, stoppedEarly: stoppedEarly)
     }

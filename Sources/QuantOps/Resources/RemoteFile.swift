@@ -66,13 +66,13 @@ public enum KnownFiles {
         fileName: "cifar-10-binary.tar.gz", url: URL(string: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"),
         md5: "c32a1d4ab5d03f1284b67883e8d87530", byteCount: 170_052_171)
     public static let cifar10Folder = "cifar-10-batches-bin"
-    /// The repacked development copies (sorted by class); the official archive's files differ.
+    /// Files of the official archive, byte for byte what it unpacks to.
     public static let cifar10TestBatch = RemoteFile(
         fileName: cifar10Folder + "/test_batch.bin",
-        sha256: "de0f2080005e1e76bfd2f90f072c2c452ee35cae4cce48937f8b432c60cf416b", byteCount: 30_730_000)
+        sha256: "8e2eb146ae340b09e24670f29cabc6326dba54da8789dab6768acf480273f65b", byteCount: 30_730_000)
     public static let cifar10TrainingBatch1 = RemoteFile(
         fileName: cifar10Folder + "/data_batch_1.bin",
-        sha256: "6881dc4d927bc7054b253900ff3a008b3efcc3b56f5b0879432d450154781e80", byteCount: 30_730_000)
+        sha256: "cee916563c9f80d84e3cc88e17fdc0941787f1244f00a67874d45b261883ada5", byteCount: 30_730_000)
 
     public static func model(named fileName: String) -> RemoteFile? {
         models.first { $0.fileName == fileName }
