@@ -42,7 +42,7 @@ let package = Package(
         .executableTarget(
             name: "qsh",
             dependencies: [
-                "Interpreter", "QLang", "CShims", "CLineEditor", "CReadline",
+                "Interpreter", "CShims", "CLineEditor", "CReadline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: releaseSpeed),

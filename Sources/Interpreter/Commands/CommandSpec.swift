@@ -107,13 +107,11 @@ public struct CommandSpec: Sendable {
     public var positionals: [Positional]
     public var options: [OptionParameter]
     public var examples: [String]
-    /// Whether the command changes the model, so that `undo` can step back over it.
-    public var changesModel: Bool
     public var run: @Sendable (Invocation, Session) throws -> Void
 
     public init(_ words: [String], group: CommandGroup, summary: String, help: String = "",
                 positionals: [Positional] = [], options: [OptionParameter] = [], examples: [String] = [],
-                changesModel: Bool = false, run: @escaping @Sendable (Invocation, Session) throws -> Void) {
+                run: @escaping @Sendable (Invocation, Session) throws -> Void) {
         self.words = words
         self.group = group
         self.summary = summary
@@ -121,7 +119,6 @@ public struct CommandSpec: Sendable {
         self.positionals = positionals
         self.options = options
         self.examples = examples
-        self.changesModel = changesModel
         self.run = run
     }
 

@@ -54,8 +54,7 @@ enum FinetuneCommands {
             "finetune ait epochs=4 loss=kl+ce inundation=false",
             "finetune ait epochs=2 eval=cifar10 stride=50",
             "finetune ait resume=true epochs=1",
-        ],
-        changesModel: true
+        ]
     ) { invocation, session in
         let state = try session.requireModel(for: "finetune ait")
         let options = FinetuneOptions(

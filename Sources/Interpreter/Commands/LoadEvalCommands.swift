@@ -127,8 +127,7 @@ enum LoadEvalCommands {
             OptionParameter("samples", .integer(1...1_000_000), default: .integer(1024), help: "how many images"),
             OptionParameter("batch", .integer(1...100_000), default: .integer(256), help: "images per forward pass"),
         ],
-        examples: ["recalibrate bn data=cifar10-train samples=1024"],
-        changesModel: true
+        examples: ["recalibrate bn data=cifar10-train samples=1024"]
     ) { invocation, session in
         var model = try session.requireModel(for: "recalibrate bn").model
         let name = invocation.string("data") ?? "cifar10-train"

@@ -50,8 +50,7 @@ enum PTQCommands {
             OptionParameter("scheme", .choice(["symmetric", "asymmetric"]), default: .word("symmetric"), help: "grid"),
             OptionParameter("granularity", .choice(Granularity.allCases.map(\.rawValue)), default: .word("channel"), help: "one scale per output channel or per tensor"),
         ],
-        examples: ["quantize weights bits=8 scheme=symmetric granularity=channel", "quantize weights layer 2.. bits=4"],
-        changesModel: true
+        examples: ["quantize weights bits=8 scheme=symmetric granularity=channel", "quantize weights layer 2.. bits=4"]
     ) { invocation, session in
         var model = try session.requireModel(for: "quantize weights").model
         syncWithLoad(session)
@@ -83,8 +82,7 @@ enum PTQCommands {
             OptionParameter("scheme", .choice(ActivationQuantizer.schemes.map(\.rawValue)), default: .word("asymmetric"), help: "asymmetric (zero point) or symmetric"),
             OptionParameter("granularity", .choice([Granularity.tensor.rawValue]), default: .word("tensor"), help: "one range per tensor, as runtimes use for activations"),
         ],
-        examples: ["quantize activations bits=8 scheme=asymmetric granularity=tensor", "quantize activations layer 19 bits=16"],
-        changesModel: true
+        examples: ["quantize activations bits=8 scheme=asymmetric granularity=tensor", "quantize activations layer 19 bits=16"]
     ) { invocation, session in
         var model = try session.requireModel(for: "quantize activations").model
         syncWithLoad(session)
@@ -122,8 +120,7 @@ enum PTQCommands {
             Positional("layers", keyword: "layer", .layers, help: "which layers, e.g. 1, 21"),
             Positional("precision", .choice(["float"]), help: "float"),
         ],
-        examples: ["keep layer 1 float", "keep layer 19, 21 float"],
-        changesModel: true
+        examples: ["keep layer 1 float", "keep layer 19, 21 float"]
     ) { invocation, session in
         var model = try session.requireModel(for: "keep").model
         syncWithLoad(session)
@@ -180,8 +177,7 @@ enum PTQCommands {
             OptionParameter("k", .number(0.1...100), default: .number(3), help: "meanstd: how many standard deviations"),
             OptionParameter("batch", .integer(1...100_000), default: .integer(64), help: "images per forward pass (changes only ema)"),
         ],
-        examples: ["calibrate data=cifar10-train samples=512 method=entropy", "calibrate method=percentile p=99.99", "calibrate method=ema momentum=0.9"],
-        changesModel: true
+        examples: ["calibrate data=cifar10-train samples=512 method=entropy", "calibrate method=percentile p=99.99", "calibrate method=ema momentum=0.9"]
     ) { invocation, session in
         var model = try session.requireModel(for: "calibrate").model
         syncWithLoad(session)
@@ -250,8 +246,7 @@ enum PTQCommands {
     static let equalize = CommandSpec(
         ["equalize"], group: .quantization, summary: "Cross-layer equalization of conv pairs with a ReLU between them",
         help: "For conv1 -> ReLU -> conv2: output channel j of conv1 is divided by s_j = sqrt(r1_j / r2_j) and input channel j of conv2 multiplied by it (r: per-channel weight ranges), so both ranges become sqrt(r1_j r2_j). ReLU commutes with positive scales, so the float logits do not change. Needs BN folded and float weights: run after 'fold bn', before 'quantize'.",
-        examples: ["fold bn; equalize; quantize weights granularity=tensor"],
-        changesModel: true
+        examples: ["fold bn; equalize; quantize weights granularity=tensor"]
     ) { invocation, session in
         var model = try session.requireModel(for: "equalize").model
         syncWithLoad(session)
@@ -275,8 +270,7 @@ enum PTQCommands {
     static let biasCorrect = CommandSpec(
         ["biascorrect"], group: .quantization, summary: "Data-free bias correction of quantized layers",
         help: "Subtracts E[(W_q - W) x] from each quantized layer's bias. E[x] per input channel comes from batch-norm statistics: the pre-activation of a conv followed by BN is N(beta, gamma^2), a ReLU turns it into a clipped normal, residual adds sum the means. The statistics are taken from the loaded model's batch norms (and follow 'equalize'), so it works after 'fold bn'. Run after 'quantize weights'.",
-        examples: ["fold bn; quantize weights bits=4; biascorrect"],
-        changesModel: true
+        examples: ["fold bn; quantize weights bits=4; biascorrect"]
     ) { invocation, session in
         var model = try session.requireModel(for: "biascorrect").model
         syncWithLoad(session)

@@ -10,7 +10,7 @@ enum QuantizationCommands {
     static let foldBatchNorm = CommandSpec(
         ["fold", "bn"], group: .quantization, summary: "Fold batch norms into the preceding conv layers",
         help: "W' = W * gamma/sigma per output channel, b' = beta + gamma/sigma * (b - mu). Exact: the logits do not change beyond float rounding. The BN nodes disappear, so 'recalibrate bn' no longer applies.",
-        examples: ["fold bn"], changesModel: true
+        examples: ["fold bn"]
     ) { invocation, session in
         var model = try session.requireModel(for: "fold bn").model
         let folded = try ModelTransforms.foldBatchNorm(&model)
@@ -26,7 +26,7 @@ enum QuantizationCommands {
         CommandSpec(
             [word], group: .quantization, summary: summary, help: help,
             positionals: [Positional("layers", keyword: "layer", .layers, help: "which layers, e.g. 3.., 2..7, all, \"layer2.*\"")],
-            examples: ["\(word) layer 3..", "\(word) layer \"layer1.*\""], changesModel: true
+            examples: ["\(word) layer 3..", "\(word) layer \"layer1.*\""]
         ) { invocation, session in
             try applyQuantizer(quantizer, invocation: invocation, session: session)
         }
@@ -49,8 +49,7 @@ enum QuantizationCommands {
             OptionParameter("scheme", .choice(QuantizationScheme.allCases.map(\.rawValue)), default: .word("dorefa"), help: "quantizer"),
             OptionParameter("granularity", .choice(Granularity.allCases.map(\.rawValue)), default: .word("tensor"), help: "one scale per tensor or per output channel"),
         ],
-        examples: ["quantize layer 2..5 bits=6 scheme=dorefa", "quantize layer all bits=8 scheme=symmetric granularity=channel"],
-        changesModel: true
+        examples: ["quantize layer 2..5 bits=6 scheme=dorefa", "quantize layer all bits=8 scheme=symmetric granularity=channel"]
     ) { invocation, session in
         let quantizer = try weightQuantizer(from: invocation)
         try applyQuantizer(quantizer, invocation: invocation, session: session)
@@ -91,8 +90,7 @@ enum QuantizationCommands {
             OptionParameter("lambda2", .number(0...1_000_000), default: .number(0), help: "ridge term on c"),
             OptionParameter("high", .integer(2...16), default: .integer(6), help: "bits of the compensating layer"),
         ],
-        examples: ["compensate dfmpc lambda=0.4", "compensate dfmpc lambda1=0.5 lambda2=0 high=6"],
-        changesModel: true
+        examples: ["compensate dfmpc lambda=0.4", "compensate dfmpc lambda1=0.5 lambda2=0 high=6"]
     ) { invocation, session in
         var model = try session.requireModel(for: "compensate dfmpc").model
         let options = DFMPCOptions(lambda1: Float(invocation.double("lambda1") ?? 0.5),
@@ -125,8 +123,7 @@ enum QuantizationCommands {
             OptionParameter("low", .choiceOrInteger(["ternary", "binary"], 1...8), default: .word("ternary"), help: "precision of each block's first conv"),
             OptionParameter("high", .integer(2...16), default: .integer(6), help: "bits of each block's second conv"),
         ],
-        examples: ["mixed dfmpc low=ternary high=6", "mixed dfmpc low=3 high=6"],
-        changesModel: true
+        examples: ["mixed dfmpc low=ternary high=6", "mixed dfmpc low=3 high=6"]
     ) { invocation, session in
         var model = try session.requireModel(for: "mixed dfmpc").model
         let low: WeightQuantizer
