@@ -49,7 +49,72 @@ final class CIFARTests: XCTestCase {
         XCTAssertEqual((0..<10).map { i in test.labels.filter { $0 == i }.count }, [Int](repeating: 1000, count: 10))
         let train = try CIFAR10.load(named: "cifar10-train", from: EngineFixtures.dataDirectory)
         XCTAssertEqual(train.count, 10_000)
-        XCTAssertEqual(train.labels.prefix(12).map(Int.init), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
+        // The official record order: the published label sequences of both files begin so.
+        XCTAssertEqual(train.labels.prefix(12).map(Int.init), [6, 9, 9, 4, 1, 1, 2, 7, 8, 3, 4, 7])
+        XCTAssertEqual(test.labels.prefix(12).map(Int.init), [3, 8, 8, 0, 6, 6, 1, 6, 3, 1, 0, 9])
+    }
+
+    /// A folder holding the given training batches, each `records` images labelled by position.
+    func trainingFolder(batches: [Int], records: Int) throws -> URL {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cifar-train-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        for batch in batches {
+            var bytes = [UInt8](repeating: 0, count: CIFAR10.recordSize * records)
+            for record in 0..<records {
+                bytes[record * CIFAR10.recordSize] = UInt8(record % 10)
+                bytes[record * CIFAR10.recordSize + 1] = UInt8(batch)  // marks the batch in the first pixel
+            }
+            try Data(bytes).write(to: folder.appendingPathComponent("data_batch_\(batch).bin"))
+        }
+        return folder
+    }
+
+    func testTrainingSamplesAreTheSameWhicheverLaterBatchesArePresent() throws {
+        let one = try CIFAR10.load(named: "cifar10-train", from: try trainingFolder(batches: [1], records: 40))
+        let three = try CIFAR10.load(named: "cifar10-train", from: try trainingFolder(batches: [1, 2, 3], records: 40))
+        XCTAssertEqual(one.count, 40)
+        XCTAssertEqual(three.count, 120)
+        XCTAssertEqual(three.fileRecordCounts, [40, 40, 40])
+        XCTAssertEqual(one.missingFiles, ["data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"])
+        XCTAssertEqual(three.missingFiles, ["data_batch_4.bin", "data_batch_5.bin"])
+        // A sample one batch can supply is the same draw whatever else is there.
+        let fromOne = try one.sampleIndices(25, seed: 3)
+        XCTAssertEqual(try three.sampleIndices(25, seed: 3), fromOne)
+        XCTAssertEqual(fromOne.count, 25)
+        XCTAssertEqual(Set(fromOne).count, 25)
+        XCTAssertTrue(fromOne.allSatisfy { $0 < 40 })
+        // The one-file draw is the plain seeded shuffle it always was.
+        XCTAssertEqual(fromOne, Evaluation.sampleIndices(count: 40, samples: 25, seed: 3))
+        // More than one batch: all of the first, then a draw from the second.
+        let larger = try three.sampleIndices(55, seed: 3)
+        XCTAssertEqual(larger.filter { $0 < 40 }, Array(0..<40))
+        XCTAssertEqual(larger.filter { $0 >= 40 }.count, 15)
+        XCTAssertTrue(larger.allSatisfy { $0 < 80 })
+        // With batches missing, a sample that needs them names them instead of shrinking.
+        XCTAssertThrowsError(try one.sampleIndices(41)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("40 images here and 41 were requested"), text)
+            XCTAssertTrue(text.contains("data_batch_2.bin, data_batch_3.bin, data_batch_4.bin, data_batch_5.bin are missing"), text)
+        }
+        XCTAssertThrowsError(try one.requireRecords(41))
+        XCTAssertNoThrow(try one.requireRecords(40))
+        // A complete data set (no missing files) gives every record when asked for more.
+        let test = try CIFAR10(name: "t", labels: [UInt8](repeating: 1, count: 5), pixels: [UInt8](repeating: 0, count: 5 * 3072))
+        XCTAssertEqual(try test.sampleIndices(9), [0, 1, 2, 3, 4])
+    }
+
+    func testShardsTileTheSelectedImagesInOrder() throws {
+        let all = Evaluation.indices(count: 103, limit: nil, stride: 1)
+        var joined: [Int] = []
+        for index in 0..<4 { joined += Evaluation.indices(count: 103, limit: nil, stride: 1, part: try Shard(index: index, count: 4)) }
+        XCTAssertEqual(joined, all)
+        XCTAssertEqual(Evaluation.indices(count: 100, limit: 8, stride: 10, part: try Shard(parsing: "1/2")), [40, 50, 60, 70])
+        XCTAssertEqual(try Shard(parsing: " 3 / 8 "), try Shard(index: 3, count: 8))
+        for bad in ["4/4", "a/b", "-1/4", "1/0", "1", "1/2/3", ""] {
+            XCTAssertThrowsError(try Shard(parsing: bad), bad)
+        }
+        XCTAssertEqual((0..<10).filter { (try! Shard(index: 1, count: 4)).owns(item: $0) }, [1, 5, 9])
     }
 
     func testStrideThenLimit() {

@@ -35,8 +35,16 @@ enum LoadEvalCommands {
         } else {
             let progress = ProgressBar("downloading \(entry.fileName)", sink: session.errors, enabled: session.settings.progress)
             defer { progress.finish() }
-            url = try Fetcher.locate(entry.remoteFile, in: session.modelDirectories, allowDownload: session.settings.allowDownload) { done, total in
-                progress.update(done: Int(done), total: Int(total ?? 0))
+            do {
+                url = try Fetcher.locate(entry.remoteFile, in: session.modelDirectories, allowDownload: session.settings.allowDownload) { done, total in
+                    progress.update(done: Int(done), total: Int(total ?? 0))
+                }
+            } catch let error as ResourceError {
+                let downloadable = ModelZoo.entries.filter { $0.downloadURL != nil }.map(\.name)
+                let byHand = ModelZoo.entries.filter { $0.downloadURL == nil }.map(\.name)
+                throw CommandError(error.description, hint: "zoo models that download themselves: \(downloadable.joined(separator: ", ")); "
+                                   + "placed by hand: \(byHand.joined(separator: ", ")) (nm-resnet56 is the Neuron-Merging repository's ResNet-56 checkpoint, "
+                                   + "which has no public download); or read a file with 'load \(entry.name) from \"FILE\"'")
             }
         }
         let stateDict = try CheckpointReader.read(contentsOf: url)

@@ -213,6 +213,14 @@ enum PTQCommands {
         let key = CalibrationKey(model: model, data: request.cacheLabel)
         if let cached = session.calibrationCache.statistics(for: key) { return (cached, true) }
         let dataset = try session.dataset(named: request.data)
+        // Only the standard data sets have contents that a name and the files present identify;
+        // images made in a session ('distill') are never looked up on disk.
+        let diskIdentity = CIFAR10.knownNames.contains(request.data) ? "records \(dataset.fileRecordCounts)" : nil
+        if let store = session.calibrationStore, let diskIdentity,
+           let stored = store.load(key, dataIdentity: diskIdentity) {
+            session.calibrationCache.store(stored, for: key)
+            return (stored, true)
+        }
         let indices = try dataset.sampleIndices(max(1, request.samples))
         let batchSize = max(1, request.batchSize)
         let batchCount = (indices.count + batchSize - 1) / batchSize
@@ -225,6 +233,13 @@ enum PTQCommands {
         }, shouldStop: { qsh_interrupt_requested() != 0 })
         guard let collected else { throw Interrupted() }
         session.calibrationCache.store(collected, for: key)
+        if let store = session.calibrationStore, let diskIdentity {
+            do {
+                try store.save(collected, for: key, dataIdentity: diskIdentity)
+            } catch {
+                session.errors.line("warning: could not keep the calibration in \(store.directory.path): \(error.localizedDescription)")
+            }
+        }
         return (collected, false)
     }
 

@@ -184,7 +184,7 @@ public struct SweepMerge {
         if covered.count != count || parts.count != count {
             let missing = (0..<count).filter { !covered.contains($0) }
             problems.append("eval of \(first.state) on \(first.dataset) is missing data part\(missing.count == 1 ? "" : "s") "
-                            + "\(missing.map { "\($0)/\(count)" }.joined(separator: ", ")); the row below covers only the parts present")
+                            + "\(missing.map { "\($0)/\(count)" }.joined(separator: ", ")); its merged row covers only the parts present")
         }
         let images = parts.reduce(0) { $0 + $1.images }
         let top1Correct = parts.reduce(0) { $0 + $1.top1Correct! }

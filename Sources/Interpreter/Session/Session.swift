@@ -143,6 +143,11 @@ public final class Session {
     /// Activation statistics by model state and calibration data, so that switching range
     /// estimators does not run the model again.
     public var calibrationCache = CalibrationCache()
+    /// Activation statistics shared between processes through files, when `QSH_CALIBRATION_CACHE`
+    /// names a directory: the shards of a sweep then calibrate once. Off by default, so that a
+    /// run never depends on files an earlier run left.
+    public var calibrationStore: CalibrationStore? = ProcessInfo.processInfo.environment["QSH_CALIBRATION_CACHE"]
+        .flatMap { $0.isEmpty ? nil : CalibrationStore(directory: URL(fileURLWithPath: $0, isDirectory: true)) }
     /// The statements that ran successfully, for `history save`.
     public var history: [String] = []
     /// Sweep items and sharding.

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Statistics of every activation point of a model over a set of calibration images.
-public struct CalibrationStatistics: Sendable {
+public struct CalibrationStatistics: Sendable, Codable {
     /// By the name of the node whose output the point is.
     public var tensors: [String: TensorStatistics]
     public var images: Int

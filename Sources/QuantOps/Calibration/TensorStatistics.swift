@@ -4,7 +4,7 @@
 /// (doubling it by merging neighbouring bins) files every value exactly where a histogram
 /// built with the final range from the start would. The final histogram therefore depends only
 /// on the values, not on how they were split into batches or in which order they came.
-public struct MagnitudeHistogram: Sendable, Equatable {
+public struct MagnitudeHistogram: Sendable, Equatable, Codable {
     /// Fine enough that the 2048-bin histogram the entropy method uses over [0, max|x|] is
     /// resampled from at least 4 fine bins per bin.
     public static let defaultBinCount = 16384
@@ -107,7 +107,7 @@ public struct MagnitudeHistogram: Sendable, Equatable {
 /// Per-image minima and maxima are kept so that a moving average over batches of any size can
 /// be replayed without running the model again; sums are formed per image in Double and added in
 /// image order, so the batch size does not change them.
-public struct TensorStatistics: Sendable, Equatable {
+public struct TensorStatistics: Sendable, Equatable, Codable {
     public var minimum: Float = .infinity
     public var maximum: Float = -.infinity
     public var sum: Double = 0
