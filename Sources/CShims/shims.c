@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t interrupt_flag = 0;
+static volatile sig_atomic_t terminate_flag = 0;
 static void (*volatile prompt_handler)(void) = 0;
 
 static void on_sigint(int signo) {
@@ -17,6 +18,16 @@ static void on_sigint(int signo) {
     interrupt_flag = 1;
 }
 
+/* SIGTERM stops the running command as Ctrl-C does, and the flag stays up so that nothing after
+   it runs; main then exits with 128 + 15. At a prompt it also abandons the line. */
+static void on_sigterm(int signo) {
+    (void)signo;
+    terminate_flag = 1;
+    interrupt_flag = 1;
+    void (*handler)(void) = prompt_handler;
+    if (handler) handler();
+}
+
 void qsh_install_interrupt_handler(void) {
     struct sigaction action;
     memset(&action, 0, sizeof action);
@@ -24,10 +35,18 @@ void qsh_install_interrupt_handler(void) {
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;
     sigaction(SIGINT, &action, NULL);
+    action.sa_handler = on_sigterm;
+    sigaction(SIGTERM, &action, NULL);
+    /* A file-size limit (ulimit -f) would otherwise kill the process mid-write; ignored, the
+       write fails with EFBIG, the temporary file is removed and the error names the file. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 int qsh_interrupt_requested(void) { return interrupt_flag != 0; }
-void qsh_clear_interrupt(void) { interrupt_flag = 0; }
+void qsh_clear_interrupt(void) {
+    if (!terminate_flag) interrupt_flag = 0;
+}
+int qsh_termination_requested(void) { return terminate_flag != 0; }
 void qsh_request_interrupt(void) { interrupt_flag = 1; }
 void qsh_set_prompt_interrupt_handler(void (*handler)(void)) { prompt_handler = handler; }
 

@@ -74,20 +74,55 @@ final class ReadlineReader: LineReader {
     }
 
     /// Appends this session's lines and truncates the file to the limit, as bash does at exit.
-    /// Failing to write history never fails the session; it says so once.
+    /// The file is rewritten whole or not at all: a copy beside it takes the new lines and the
+    /// truncation, is flushed, and is renamed over it, so a full disk or a kill mid-write never
+    /// loses the old history. Failing to write history never fails the session; it says so once.
     func saveHistory() {
         guard newEntries > 0, historySize > 0 else { return }
-        if !FileManager.default.fileExists(atPath: historyPath) {
-            // append_history needs the file to exist; create it readable by its owner only.
-            let descriptor = open(historyPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-            if descriptor >= 0 { close(descriptor) }
+        let directory = (historyPath as NSString).deletingLastPathComponent
+        let name = (historyPath as NSString).lastPathComponent
+        let temporary = ((directory.isEmpty ? "." : directory) as NSString)
+            .appendingPathComponent(".\(name).\(getpid()).partial")
+        func fail(_ reason: String) {
+            unlink(temporary)
+            FileHandle.standardError.write(Data("qsh: could not write the history file \(historyPath): \(reason)\n".utf8))
         }
-        let appended = append_history(Int32(clamping: min(newEntries, historySize)), historyPath)
-        if appended != 0 {
-            FileHandle.standardError.write(Data("qsh: could not write the history file \(historyPath): \(String(cString: strerror(appended)))\n".utf8))
-            return
+        unlink(temporary)
+        // Start from the file as it is now, so that lines other sessions appended are kept.
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { return fail(String(cString: strerror(errno))) }
+        if let old = FileManager.default.contents(atPath: historyPath), !old.isEmpty {
+            var failure: Int32 = 0
+            old.withUnsafeBytes { bytes in
+                var offset = 0
+                while offset < bytes.count {
+                    let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                    if written < 0 {
+                        if errno == EINTR { continue }
+                        failure = errno
+                        return
+                    }
+                    offset += written
+                }
+            }
+            if failure != 0 {
+                close(descriptor)
+                return fail(String(cString: strerror(failure)))
+            }
         }
-        history_truncate_file(historyPath, Int32(clamping: historySize))
+        close(descriptor)
+        let appended = append_history(Int32(clamping: min(newEntries, historySize)), temporary)
+        if appended != 0 { return fail(String(cString: strerror(appended))) }
+        let truncated = history_truncate_file(temporary, Int32(clamping: historySize))
+        if truncated != 0 { return fail(String(cString: strerror(truncated))) }
+        let flush = open(temporary, O_RDONLY | O_CLOEXEC)
+        if flush < 0 || fsync(flush) != 0 {
+            let reason = String(cString: strerror(errno))
+            if flush >= 0 { close(flush) }
+            return fail(reason)
+        }
+        close(flush)
+        guard rename(temporary, historyPath) == 0 else { return fail(String(cString: strerror(errno))) }
         newEntries = 0
     }
 }

@@ -71,8 +71,17 @@ struct Run: ParsableCommand {
 
     @OptionGroup var options: SessionOptions
 
+    /// 128 + SIGTERM, as a shell reports a process SIGTERM ended.
+    static let terminatedStatus: Int32 = 143
+
     /// Writes the report, if asked for, then exits with the recipe's status.
     private func finish(_ status: ExitStatus, session: Session) throws -> Never {
+        // SIGTERM stopped the recipe between steps: no report (a half-finished run's record
+        // would read as a complete one), and the status a shell gives a terminated process.
+        if qsh_termination_requested() != 0 {
+            session.errors.line("qsh: terminated" + (jsonReport.map { "; no report written to \($0)" } ?? ""))
+            throw ExitCode(Self.terminatedStatus)
+        }
         if let shard = session.sweep.shard, session.sweep.itemsStarted == 0, !session.sweep.dataSharded, status == .success {
             session.errors.line("warning: --shard \(shard): the recipe has no sweep and no 'eval ... shard=auto', so every shard did the same work")
         }
@@ -117,6 +126,7 @@ struct Run: ParsableCommand {
             session.output.line("qsh \(QshVersion.string): type 'help' for commands, Ctrl-D to leave.")
             Repl(interpreter: Interpreter(session: session), reader: reader).run()
             reader.saveHistory()
+            if qsh_termination_requested() != 0 { try finish(.success, session: session) }
             if jsonReport != nil { try finish(.success, session: session) }
             return
         }

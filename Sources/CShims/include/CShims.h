@@ -1,10 +1,15 @@
 #ifndef QSH_CSHIMS_H
 #define QSH_CSHIMS_H
 
-/* Interrupts: Ctrl-C sets a flag that long-running commands poll between steps. */
+/* Interrupts: Ctrl-C (and SIGTERM) set a flag that long-running commands poll between steps.
+   Installing the handlers also ignores SIGXFSZ, so a file-size limit fails a write instead of
+   killing the process. */
 void qsh_install_interrupt_handler(void);
 int qsh_interrupt_requested(void);
+/* Lowers the flag, unless SIGTERM raised it: then it stays up until the process exits. */
 void qsh_clear_interrupt(void);
+/* Whether SIGTERM arrived; qsh then stops like Ctrl-C and exits with status 143. */
+int qsh_termination_requested(void);
 /* Raise the flag without a signal (tests, and the REPL when a line is abandoned). */
 void qsh_request_interrupt(void);
 /* While set, Ctrl-C calls this instead of raising the flag (the line editor abandons the line). */

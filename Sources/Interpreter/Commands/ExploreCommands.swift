@@ -125,7 +125,7 @@ enum ExploreCommands {
         let steps = invocation.int("steps") ?? 1
         guard session.undoStack.count >= steps else {
             throw CommandError(session.undoStack.isEmpty ? "nothing to undo" : "only \(session.undoStack.count) changes can be undone",
-                               hint: "'reset' returns to the loaded model")
+                               hint: session.current == nil ? "there is no model; load one first, e.g. 'load resnet20'" : "'reset' returns to the loaded model")
         }
         for _ in 0..<steps { session.current = session.undoStack.removeLast() }
         session.output.line("now: " + (session.current?.summary ?? "no model"))

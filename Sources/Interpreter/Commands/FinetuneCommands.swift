@@ -57,6 +57,10 @@ enum FinetuneCommands {
         ]
     ) { invocation, session in
         let state = try session.requireModel(for: "finetune ait")
+        guard state.model.weightLayers.contains(where: { $0.precision.isQuantized }) else {
+            throw CommandError("'finetune ait' trains a quantized model against the float one, and no layer is quantized",
+                               hint: "quantize first, e.g. 'ternary layer 3..' or 'quantize weights bits=4'")
+        }
         let options = FinetuneOptions(
             epochs: invocation.int("epochs") ?? 1, learningRate: Float(invocation.double("lr") ?? 1e-4),
             momentum: Float(invocation.double("momentum") ?? 0.9), weightDecay: Float(invocation.double("weight_decay") ?? 0),

@@ -180,6 +180,11 @@ enum PTQCommands {
         examples: ["calibrate data=cifar10-train samples=512 method=entropy", "calibrate method=percentile p=99.99", "calibrate method=ema momentum=0.9"]
     ) { invocation, session in
         var model = try session.requireModel(for: "calibrate").model
+        // Before the pass over the data, not after it.
+        guard !ActivationQuantization.quantizers(in: model).isEmpty else {
+            throw CommandError("'calibrate' sets the ranges of activation quantizers, and the model has none",
+                               hint: "run 'quantize activations' first")
+        }
         syncWithLoad(session)
         let request = try calibrationRequest(invocation, session: session)
         let statistics = try calibrationStatistics(for: model, request: request, session: session)
@@ -322,6 +327,16 @@ enum PTQCommands {
 
     // MARK: - Analysis
 
+    /// The analysis commands compare with the float model; with nothing quantized there is
+    /// nothing to compare, so they say what to run instead of reporting infinite SQNRs.
+    static func requireSomethingQuantized(_ model: Model, for command: String) throws {
+        guard model.weightLayers.contains(where: { $0.precision.isQuantized })
+                || !ActivationQuantization.quantizers(in: model).isEmpty else {
+            throw CommandError("'\(command)' compares the quantized model with the float one, and nothing is quantized",
+                               hint: "run 'quantize weights' and/or 'quantize activations' first")
+        }
+    }
+
     static let analyze = CommandSpec(
         ["analyze"], group: .analysis, summary: "Per-layer error of the quantized model against the float one",
         help: "Runs the float model (as it was before quantization) and the quantized model on the same calibration images and compares, for each layer, the output a runtime stores (after its fused BN/add/ReLU and its activation quantizer): RMSE and SQNR = 10 log10(sum f^2 / sum (f - q)^2). 'own dB' removes the noise the layer's input already carried (noise powers add), so its lowest value marks the layer that breaks accuracy. The result is kept as sqnr_min, sqnr_worst_layer and sqnr_harmful_layer.",
@@ -334,6 +349,7 @@ enum PTQCommands {
         examples: ["analyze data=cifar10-train samples=256", "analyze order=sorted"]
     ) { invocation, session in
         let state = try session.requireModel(for: "analyze")
+        try requireSomethingQuantized(state.model, for: "analyze")
         syncWithLoad(session)
         let reference = try floatReference(for: session)
         let name = invocation.string("data") ?? "cifar10-train"
@@ -388,6 +404,7 @@ enum PTQCommands {
         examples: ["sensitivity", "sensitivity samples=500", "sensitivity stride=10 samples=500"]
     ) { invocation, session in
         let state = try session.requireModel(for: "sensitivity")
+        try requireSomethingQuantized(state.model, for: "sensitivity")
         syncWithLoad(session)
         let reference = try floatReference(for: session)
         let name = invocation.string("data") ?? "cifar10"

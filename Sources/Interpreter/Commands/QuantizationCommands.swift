@@ -93,6 +93,10 @@ enum QuantizationCommands {
         examples: ["compensate dfmpc lambda=0.4", "compensate dfmpc lambda1=0.5 lambda2=0 high=6"]
     ) { invocation, session in
         var model = try session.requireModel(for: "compensate dfmpc").model
+        guard model.weightLayers.contains(where: { $0.precision.isQuantized }) else {
+            throw CommandError("'compensate dfmpc' compensates low-precision layers, and no layer is quantized",
+                               hint: "quantize first: 'mixed dfmpc low=ternary high=6', or 'ternary layer 3..' then 'compensate dfmpc'")
+        }
         let options = DFMPCOptions(lambda1: Float(invocation.double("lambda1") ?? 0.5),
                                    lambda2: Float(invocation.double("lambda2") ?? 0),
                                    highBits: invocation.int("high") ?? 6)

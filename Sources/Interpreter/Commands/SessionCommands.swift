@@ -150,9 +150,9 @@ enum SessionCommands {
         let text = "# qsh session, saved \(ISO8601DateFormatter().string(from: Date()))\n"
             + session.history.joined(separator: "\n") + "\n"
         do {
-            try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try AtomicFile.write(Data(text.utf8), to: URL(fileURLWithPath: path))
         } catch {
-            throw CommandError("cannot write '\(path)': \(error.localizedDescription)", hint: "check that the directory exists and is writable")
+            throw CommandError("\(error)", hint: "check that the directory exists and is writable")
         }
         session.output.line("saved \(session.history.count) statements to \(path)")
     }

@@ -137,9 +137,10 @@ public struct RunReport: Codable, Sendable {
     /// Writes the whole file or nothing.
     public func write(to path: String) throws {
         do {
-            try encoded().write(to: URL(fileURLWithPath: path), options: .atomic)
+            try AtomicFile.write(encoded(), to: URL(fileURLWithPath: path))
         } catch {
-            throw CommandError("cannot write the report '\(path)': \(error.localizedDescription)",
+            let reason = (error as? AtomicFile.Failure)?.reason ?? error.localizedDescription
+            throw CommandError("cannot write the report '\(path)': \(reason)",
                                hint: "check that the directory exists and is writable")
         }
     }

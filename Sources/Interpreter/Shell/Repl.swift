@@ -29,7 +29,10 @@ public final class Repl {
         while true {
             let freshPrompt = session.promptLabel + "> "
             let prompt = pending.isEmpty ? freshPrompt : "...> "
-            guard let line = reader.readLine(prompt: prompt, freshPrompt: freshPrompt) else {
+            let read = reader.readLine(prompt: prompt, freshPrompt: freshPrompt)
+            // SIGTERM: leave without running what was being typed.
+            if qsh_termination_requested() != 0 { return }
+            guard let line = read else {
                 if !pending.isEmpty { evaluate(pending) }
                 session.output.line()
                 return

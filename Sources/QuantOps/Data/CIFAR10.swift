@@ -109,8 +109,14 @@ public struct CIFAR10: Sendable {
     }
 
     private mutating func append(records bytes: Data, from path: String) throws {
-        guard !bytes.isEmpty, bytes.count % Self.recordSize == 0 else {
-            throw CIFAR10Error.malformed(path: path, problem: "size \(bytes.count) bytes is not a positive multiple of the \(Self.recordSize)-byte record; the file is truncated or not a CIFAR-10 binary batch")
+        guard !bytes.isEmpty else {
+            throw CIFAR10Error.malformed(path: path, problem: "the file is empty; a CIFAR-10 binary batch holds \(Self.recordSize)-byte records")
+        }
+        guard bytes.count % Self.recordSize == 0 else {
+            let whole = bytes.count / Self.recordSize
+            throw CIFAR10Error.malformed(path: path, problem: "size \(bytes.count) bytes is not a positive multiple of the \(Self.recordSize)-byte record: "
+                                         + "record \(whole) (from byte \(whole * Self.recordSize)) has only \(bytes.count % Self.recordSize) bytes; "
+                                         + "the file is truncated or not a CIFAR-10 binary batch")
         }
         let records = bytes.count / Self.recordSize
         var newLabels = [UInt8](repeating: 0, count: records)

@@ -1,4 +1,5 @@
 import Foundation
+import QuantOps
 
 /// A minimal SVG writer: shapes and text in user units, no dependency beyond Foundation.
 public struct SVGCanvas: Sendable {
@@ -65,9 +66,9 @@ public struct SVGCanvas: Sendable {
     /// Writes the figure whole or not at all, so a reader never sees half a file.
     public func write(to path: String) throws {
         do {
-            try Data(render().utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try AtomicFile.write(Data(render().utf8), to: URL(fileURLWithPath: path))
         } catch {
-            throw CommandError("cannot write '\(path)': \(error.localizedDescription)",
+            throw CommandError("\(error)",
                                hint: "check that the directory exists and is writable")
         }
     }

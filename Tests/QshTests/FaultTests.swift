@@ -1,0 +1,224 @@
+import Foundation
+import XCTest
+
+/// The `qsh` executable under bad recipes and faults: a bad recipe exits with 1 and a located
+/// error, never a signal; a write that cannot finish (no directory, file-size limit, SIGKILL,
+/// SIGTERM) leaves the old file as it was and no temporary file behind.
+final class FaultTests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("qsh-faults-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    var resnet20Present: Bool {
+        let models = QshProcess.environment["QSH_MODELS"] ?? ""
+        return FileManager.default.fileExists(atPath: models + "/resnet20-12fca82f.th")
+    }
+
+    func listing() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).sorted()
+    }
+
+    final class Collected: @unchecked Sendable {
+        var data = Data()
+        var handle: FileHandle?
+        let done = DispatchGroup()
+    }
+
+    /// Starts `qsh` (through `sh` when a shell prefix such as `ulimit -f 100` is given). Its
+    /// error stream is a pipe (a file would count against the size limit), read as it comes.
+    func start(_ arguments: [String], shellPrefix: String? = nil) throws -> (Process, Collected) {
+        let process = Process()
+        if let shellPrefix {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "\(shellPrefix); exec \"$0\" \"$@\"", QshProcess.executable.path] + arguments
+        } else {
+            process.executableURL = QshProcess.executable
+            process.arguments = arguments
+        }
+        var environment = QshProcess.environment
+        environment["OMP_WAIT_POLICY"] = "passive"
+        // The child runs in a scratch directory: relative model and data folders become absolute.
+        for key in ["QSH_MODELS", "QSH_DATA"] {
+            if let value = environment[key], !value.hasPrefix("/") {
+                environment[key] = QshProcess.packageRoot.appendingPathComponent(value).standardized.path
+            }
+        }
+        process.environment = environment
+        process.currentDirectoryURL = directory
+        let errors = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = errors
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let collected = Collected()
+        collected.handle = errors.fileHandleForReading
+        collected.done.enter()
+        DispatchQueue.global().async {
+            collected.data = collected.handle?.readDataToEndOfFile() ?? Data()
+            collected.done.leave()
+        }
+        return (process, collected)
+    }
+
+    func finish(_ started: (Process, Collected)) -> (status: Int32, signaled: Bool, errors: String) {
+        started.0.waitUntilExit()
+        started.1.done.wait()
+        return (started.0.terminationStatus, started.0.terminationReason == .uncaughtSignal,
+                String(decoding: started.1.data, as: UTF8.self))
+    }
+
+    func run(_ arguments: [String], shellPrefix: String? = nil) throws -> (status: Int32, signaled: Bool, errors: String) {
+        finish(try start(arguments, shellPrefix: shellPrefix))
+    }
+
+    func testBadRecipesExitWithOneAndALocatedError() throws {
+        let recipes = [
+            "laod resnet20",
+            "print 1\nquantize layer 2..5 bits=six",
+            "ternary layer 3..",
+            "fold bn bogus=1",
+            "eval cifar10 limit=0",
+            "for i in 1..2 { print $i }\nsave",
+            "load resnet20\ncalibrate",
+            "load resnet20\ncompensate dfmpc",
+            "print \"unterminated",
+        ]
+        for recipe in recipes {
+            let result = try run(["-c", recipe])
+            XCTAssertEqual(result.status, 1, "\(recipe): \(result.errors)")
+            XCTAssertFalse(result.signaled, recipe)
+            XCTAssertNotNil(result.errors.range(of: #"<-c>:\d+:\d+: error: "#, options: .regularExpression), "\(recipe): \(result.errors)")
+            XCTAssertTrue(result.errors.contains("^"), "\(recipe): no caret: \(result.errors)")
+        }
+    }
+
+    func testWritesUnderAFileFailNamingThePathAndLeaveNothing() throws {
+        let blocker = directory.appendingPathComponent("blocker")
+        try Data("a regular file".utf8).write(to: blocker)
+        let inside = blocker.path + "/out"
+        let recipes = [
+            "history save \"\(inside).qs\"",
+            "report to \"\(inside).json\"",
+        ] + (resnet20Present ? ["load resnet20\nsave \"\(inside).safetensors\""] : [])
+        for recipe in recipes {
+            let result = try run(["-c", recipe])
+            XCTAssertEqual(result.status, 1, "\(recipe): \(result.errors)")
+            XCTAssertTrue(result.errors.contains(inside), "\(recipe): the error should name the path: \(result.errors)")
+            XCTAssertTrue(result.errors.contains("Not a directory"), "\(recipe): \(result.errors)")
+        }
+        let json = try run(["--json", inside + ".json", "-c", "print 1"])
+        XCTAssertEqual(json.status, 1, json.errors)
+        XCTAssertTrue(json.errors.contains(inside + ".json"), json.errors)
+        XCTAssertEqual(listing(), ["blocker"])
+        XCTAssertEqual(try Data(contentsOf: blocker), Data("a regular file".utf8))
+    }
+
+    func testAFileSizeLimitFailsTheWriteAndKeepsTheOldFile() throws {
+        try XCTSkipUnless(resnet20Present, "resnet20 checkpoint not found")
+        let target = directory.appendingPathComponent("model.safetensors")
+        let old = Data("the old file".utf8)
+        try old.write(to: target)
+        // 100 blocks of 512 bytes: far less than resnet20's 1 MB.
+        let result = try run(["-c", "load resnet20\nsave \"model.safetensors\""], shellPrefix: "ulimit -f 100")
+        XCTAssertFalse(result.signaled, "SIGXFSZ killed qsh: \(result.errors)")
+        XCTAssertEqual(result.status, 1, result.errors)
+        XCTAssertTrue(result.errors.contains(target.lastPathComponent), result.errors)
+        XCTAssertTrue(result.errors.contains("File too large"), result.errors)
+        XCTAssertEqual(try Data(contentsOf: target), old)
+        XCTAssertEqual(listing(), ["model.safetensors"])
+
+        // A report over the limit: the old report stays and the error names it.
+        let report = directory.appendingPathComponent("run.json")
+        try old.write(to: report)
+        let big = String(repeating: "x", count: 2000)
+        let json = try run(["--json", "run.json", "-c", "let note = \"\(big)\"\nreport to \"run.json\""], shellPrefix: "ulimit -f 1")
+        XCTAssertFalse(json.signaled, json.errors)
+        XCTAssertEqual(json.status, 1, json.errors)
+        XCTAssertTrue(json.errors.contains("run.json"), json.errors)
+        XCTAssertEqual(try Data(contentsOf: report), old)
+        XCTAssertEqual(listing(), ["model.safetensors", "run.json"])
+    }
+
+    func testSIGKILLDuringSaveLeavesTheOldOrTheNewFile() throws {
+        try XCTSkipUnless(resnet20Present, "resnet20 checkpoint not found")
+        let recipe = "load resnet20\nsave \"model.safetensors\""
+        let first = try run(["-c", recipe])
+        XCTAssertEqual(first.status, 0, first.errors)
+        let target = directory.appendingPathComponent("model.safetensors")
+        let complete = try Data(contentsOf: target)
+        var generator = SystemRandomNumberGenerator()
+        for attempt in 0..<6 {
+            try Data("old \(attempt)".utf8).write(to: target)
+            let started = try start(["-c", recipe + "\n" + recipe.replacingOccurrences(of: "load resnet20\n", with: "")])
+            usleep(UInt32.random(in: 200_000...1_500_000, using: &generator))
+            kill(started.0.processIdentifier, SIGKILL)
+            _ = finish(started)
+            let now = try Data(contentsOf: target)
+            XCTAssertTrue(now == complete || now == Data("old \(attempt)".utf8), "attempt \(attempt): a half file (\(now.count) bytes)")
+        }
+        // The next save removes what the killed writers left.
+        let last = try run(["-c", recipe])
+        XCTAssertEqual(last.status, 0, last.errors)
+        XCTAssertEqual(try Data(contentsOf: target), complete)
+        XCTAssertEqual(listing(), ["model.safetensors"])
+    }
+
+    func testSIGTERMStopsBetweenBatchesAndExitsWith143() throws {
+        try XCTSkipUnless(resnet20Present, "resnet20 checkpoint not found")
+        let started = try start(["--json", "run.json", "-c", "load resnet20\nfor i in 1..100 { eval cifar10 }"])
+        sleep(3)
+        started.0.terminate()
+        let result = finish(started)
+        XCTAssertFalse(result.signaled, result.errors)
+        XCTAssertEqual(result.status, 143, result.errors)
+        XCTAssertTrue(result.errors.contains("interrupted"), result.errors)
+        XCTAssertEqual(listing(), [], "no report, no partial file")
+
+        let saving = try start(["-c", "load resnet20\nfor i in 1..100000 { save \"model.safetensors\" }"])
+        sleep(3)
+        saving.0.terminate()
+        let saved = finish(saving)
+        XCTAssertEqual(saved.status, 143, saved.errors)
+        XCTAssertTrue(listing() == ["model.safetensors"] || listing() == [], "\(listing())")
+    }
+}
+
+extension ReplTerminalTests {
+    /// The REPL's history at exit: a place it cannot write, and a file-size limit smaller than
+    /// the history. The session still exits with 0, says once which file failed, and the old
+    /// history and the directory are as they were.
+    func testHistoryThatCannotBeWrittenKeepsTheOldFile() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("\(sessionName)-faults")
+        try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: home) }
+        let blocker = home.appendingPathComponent("blocker")
+        try "a regular file\n".write(to: blocker, atomically: true, encoding: .utf8)
+        let history = home.appendingPathComponent("history")
+        let old = (1...200).map { "print \"older line \($0)\"" }.joined(separator: "\n") + "\n"
+        try old.write(to: history, atomically: true, encoding: .utf8)
+
+        for (file, prefix, reason) in [(blocker.path + "/history", "", "Not a directory"),
+                                        (history.path, "ulimit -f 1; ", "File too large")] {
+            let command = "\(prefix)QSH_HISTFILE='\(file)' '\(QshProcess.executable.path)'; echo QSH-EXITED-$?; sleep 30"
+            try tmux(["new-session", "-d", "-s", sessionName, "-x", "150", "-y", "30", command])
+            _ = try waitFor("the prompt") { $0.contains("qsh>") }
+            try type("print \"new line\"", "Enter")
+            _ = try waitFor("the output") { $0.contains("\nnew line") }
+            try type("C-d")
+            let screen = try waitFor("the exit") { $0.contains("QSH-EXITED-") }
+            XCTAssertTrue(screen.contains("QSH-EXITED-0"), screen)
+            XCTAssertTrue(screen.contains("could not write the history file \(file)"), screen)
+            XCTAssertTrue(screen.contains(reason), screen)
+            _ = try? tmux(["kill-session", "-t", sessionName])
+            XCTAssertEqual(try String(contentsOf: history, encoding: .utf8), old)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: home.path).sorted(), ["blocker", "history"])
+        }
+    }
+}
