@@ -135,16 +135,8 @@ private func littleEndianBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
     values.flatMap { value in withUnsafeBytes(of: value.littleEndian) { Array($0) } }
 }
 
-/// A small deterministic generator, so every run mutates the same bytes.
-private struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// The library's seeded generator (SplitMix64), so every run mutates the same bytes.
+private extension SeededGenerator {
     mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(max(bound, 1))) }
 }
 
@@ -285,7 +277,7 @@ final class CheckpointHostileInputTests: XCTestCase {
     func testTruncatedAndMutatedRealFilesNeverCrash() throws {
         let directory = try CheckpointTestFiles.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        var random = SplitMix64(state: 20_241_126)
+        var random = SeededGenerator(seed: 20_241_126)
         var outcomes = (loaded: 0, rejected: 0)
         // Zip reads verify CRCs, which is slow in debug builds, so the zip gets fewer variants.
         // QSH_CHECKPOINT_FUZZ_SCALE multiplies the counts for a longer run in a release build.

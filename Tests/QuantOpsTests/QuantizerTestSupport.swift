@@ -2,20 +2,8 @@ import Foundation
 import XCTest
 @testable import QuantOps
 
-/// A small seeded generator (SplitMix64) so that random layers are the same on every run.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// Random layers from the library's seeded generator (SplitMix64), so they are the same on every run.
+extension SeededGenerator {
     /// Roughly normal values (sum of uniforms), like trained conv weights.
     mutating func normal(_ count: Int, scale: Float = 1) -> [Float] {
         (0..<count).map { _ in
