@@ -19,13 +19,20 @@ static void on_sigint(int signo) {
 }
 
 /* SIGTERM stops the running command as Ctrl-C does, and the flag stays up so that nothing after
-   it runs; main then exits with 128 + 15. At a prompt it also abandons the line. */
+   it runs; main then exits with 128 + 15. At a REPL prompt nothing is running and the line
+   editor would only go on waiting, so the signal takes its default action there. */
 static void on_sigterm(int signo) {
-    (void)signo;
+    if (prompt_handler) {
+        struct sigaction fallback;
+        memset(&fallback, 0, sizeof fallback);
+        fallback.sa_handler = SIG_DFL;
+        sigemptyset(&fallback.sa_mask);
+        sigaction(SIGTERM, &fallback, NULL);
+        raise(signo); /* delivered when this handler returns */
+        return;
+    }
     terminate_flag = 1;
     interrupt_flag = 1;
-    void (*handler)(void) = prompt_handler;
-    if (handler) handler();
 }
 
 void qsh_install_interrupt_handler(void) {

@@ -232,6 +232,9 @@ struct Merge: ParsableCommand {
 }
 
 qsh_prefer_passive_openmp_waiting(CommandLine.unsafeArgv)
+// Every mode writes files (merge --plot too): a file-size limit fails the write, naming the file,
+// instead of killing the process.
+signal(SIGXFSZ, SIG_IGN)
 
 // Usage errors exit with 2, as documented, instead of ArgumentParser's 64.
 do {

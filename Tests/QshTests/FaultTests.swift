@@ -221,4 +221,41 @@ extension ReplTerminalTests {
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: home.path).sorted(), ["blocker", "history"])
         }
     }
+
+    /// SIGTERM in the REPL: during a command it stops the command, saves the history and exits
+    /// with 143; at the prompt it ends qsh as the signal does by default (the shell sees 143).
+    func testSIGTERMInTheRepl() throws {
+        let models = QshProcess.environment["QSH_MODELS"].map { $0.hasPrefix("/") ? $0 : QshProcess.packageRoot.appendingPathComponent($0).standardized.path } ?? ""
+        let data = QshProcess.environment["QSH_DATA"].map { $0.hasPrefix("/") ? $0 : QshProcess.packageRoot.appendingPathComponent($0).standardized.path } ?? ""
+        guard FileManager.default.fileExists(atPath: models + "/resnet20-12fca82f.th") else {
+            throw XCTSkip("resnet20 checkpoint not found in \(models)")
+        }
+        func qshProcessID() throws -> pid_t? {
+            let shell = try tmux(["display-message", "-p", "-t", sessionName, "#{pane_pid}"]).trimmingCharacters(in: .whitespacesAndNewlines)
+            let children = (try? String(contentsOfFile: "/proc/\(shell)/task/\(shell)/children", encoding: .utf8)) ?? ""
+            return children.split(separator: " ").first.flatMap { pid_t($0) }
+        }
+        for duringCommand in [true, false] {
+            try? FileManager.default.removeItem(at: historyFile)
+            let command = "QSH_HISTFILE='\(historyFile.path)' QSH_MODELS='\(models)' QSH_DATA='\(data)' '\(QshProcess.executable.path)'; echo QSH-EXITED-$?; sleep 30"
+            try tmux(["new-session", "-d", "-s", sessionName, "-x", "150", "-y", "30", command])
+            _ = try waitFor("the prompt") { $0.contains("qsh>") }
+            if duringCommand {
+                try type("load resnet20", "Enter")
+                _ = try waitFor("the model") { $0.contains("qsh resnet20>") }
+                try type("for i in 1..100 { eval cifar10 }", "Enter")
+                Thread.sleep(forTimeInterval: 2)
+            }
+            let pid = try XCTUnwrap(try qshProcessID(), "qsh's process id")
+            kill(pid, SIGTERM)
+            let screen = try waitFor("the exit") { $0.contains("QSH-EXITED-") }
+            XCTAssertTrue(screen.contains("QSH-EXITED-143"), screen)
+            if duringCommand {
+                XCTAssertTrue(screen.contains("interrupted"), screen)
+                let history = (try? String(contentsOf: historyFile, encoding: .utf8)) ?? ""
+                XCTAssertTrue(history.contains("for i in 1..100"), "history kept: \(history)")
+            }
+            _ = try? tmux(["kill-session", "-t", sessionName])
+        }
+    }
 }

@@ -27,12 +27,11 @@ public final class Repl {
     public func run() {
         var pending = ""
         while true {
+            // SIGTERM during a command: leave instead of prompting again.
+            if qsh_termination_requested() != 0 { return }
             let freshPrompt = session.promptLabel + "> "
             let prompt = pending.isEmpty ? freshPrompt : "...> "
-            let read = reader.readLine(prompt: prompt, freshPrompt: freshPrompt)
-            // SIGTERM: leave without running what was being typed.
-            if qsh_termination_requested() != 0 { return }
-            guard let line = read else {
+            guard let line = reader.readLine(prompt: prompt, freshPrompt: freshPrompt) else {
                 if !pending.isEmpty { evaluate(pending) }
                 session.output.line()
                 return
