@@ -14,7 +14,7 @@ final class SweepTests: XCTestCase {
             sweep bits in 3, 5 {
                 quantize layer 2.. bits=$bits
                 let tag = "inside"
-                print $tag ${bits}
+                print "$tag ${bits}"
             }
             print $tag
             """)
@@ -63,7 +63,7 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(checker.check("sweep lam in 0.1, 0.2 { compensate dfmpc lambda=$lam }"), .success, checker.errors.text)
         XCTAssertEqual(checker.check("sweep lam in 0.1 { compensate dfmpc lamda=$lam }"), .recipeFailed)
         let program = try? Parser.parse(SourceFile(name: "p", text: "sweep x in 1..3 {\n    print $x\n}"))
-        XCTAssertEqual(program.map { Printer.print($0) }, "sweep x in 1..3 {\n    print $x\n}\n")
+        XCTAssertEqual(program.map { Printer.print($0) }, "sweep x in 1..3 {\n    print $x\n}")
     }
 
     func testCalibrationStatisticsAreSharedThroughTheStore() throws {
