@@ -269,4 +269,26 @@ final class BadInputMatrixTests: XCTestCase {
         XCTAssertEqual(harness.run("load data \"\(data.path)\" as mine"), .recipeFailed)
         XCTAssertTrue(harness.errors.text.contains("record 0 has label 11"), harness.errors.text)
     }
+
+    /// `save`, `save data`, `report to` and `history save` into a path under a regular file: a
+    /// located error that names the path and the reason, and nothing written.
+    func testWritesThatCannotHappenNameThePath() throws {
+        let harness = try PTQCommandTests.makeHarness()
+        let images = Self.scratch.appendingPathComponent("images.bin")
+        try Data(repeating: 1, count: 3073 * 2).write(to: images)
+        let blocker = Self.scratch.appendingPathComponent("blocker")
+        try Data("a regular file".utf8).write(to: blocker)
+        XCTAssertEqual(harness.run("load resnet20\nload data \"\(images.path)\" as mine"), .success, harness.errors.text)
+        for (statement, path) in [("save \"\(blocker.path)/m.safetensors\"", "m.safetensors"),
+                                  ("save data mine to \"\(blocker.path)/d.bin\"", "\(blocker.path)/d.bin"),
+                                  ("report to \"\(blocker.path)/r.json\"", "\(blocker.path)/r.json"),
+                                  ("history save \"\(blocker.path)/h.qs\"", "\(blocker.path)/h.qs")] {
+            harness.errors.clear()
+            XCTAssertEqual(harness.run("print 1\n" + statement), .recipeFailed, statement)
+            Self.assertLocated(harness.errors.text, line: 2, statement)
+            XCTAssertTrue(harness.errors.text.contains(path), "\(statement): names the path: \(harness.errors.text)")
+            XCTAssertTrue(harness.errors.text.contains("Not a directory"), "\(statement): \(harness.errors.text)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: Self.scratch.path).sorted(), ["blocker", "images.bin"])
+    }
 }
