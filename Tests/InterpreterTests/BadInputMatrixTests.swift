@@ -153,6 +153,10 @@ final class BadInputMatrixTests: XCTestCase {
             XCTAssertEqual(status, .recipeFailed, "\(context) was accepted:\n\(harness.output.text)")
             Self.assertLocated(harness.errors.text, context)
             XCTAssertTrue(harness.errors.text.contains("hint: "), "\(context): no hint:\n\(harness.errors.text)")
+            // 'qsh check' finds the same mistake without running anything.
+            let checker = RecipeHarness()
+            XCTAssertEqual(checker.check(item.statement), .recipeFailed, "qsh check accepted \(context)")
+            Self.assertLocated(checker.errors.text, "check: " + context)
         }
     }
 

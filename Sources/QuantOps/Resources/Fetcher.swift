@@ -111,6 +111,7 @@ public enum Fetcher {
     ) throws {
         try? FileManager.default.createDirectory(
             at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
+        AtomicFile.removeAbandonedTemporaries(beside: destination)
         let temporary = AtomicFile.temporaryURL(beside: destination)
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil),
               let handle = try? FileHandle(forWritingTo: temporary) else {
