@@ -40,7 +40,7 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(report.statements.count, 3)
         XCTAssertTrue(report.tool.gitCommit == "unknown" || report.tool.gitCommit.count == 40, report.tool.gitCommit)
         // Keys are the documented ones, and timings are all in one place.
-        XCTAssertEqual(Set(json.keys), ["data", "evaluations", "format", "models", "overrides", "recipes", "results", "seeds",
+        XCTAssertEqual(Set(json.keys), ["data", "evaluations", "format", "models", "overrides", "recipes", "results", "seeds", "sweep",
                                         "statements", "threads", "timings", "tool"])
         let evaluation = try XCTUnwrap((json["evaluations"] as? [[String: Any]])?.first)
         XCTAssertNil(evaluation["seconds"])
