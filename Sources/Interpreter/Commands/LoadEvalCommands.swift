@@ -63,28 +63,45 @@ enum LoadEvalCommands {
     static let evaluate = CommandSpec(
         ["eval"], group: .model, summary: "Measure top-1 and top-5 accuracy on a data set",
         help: "Records are visited in file order (the official order for CIFAR-10), so 'eval cifar10 limit=1000' takes the first 1,000 test images and 'stride=10' every 10th; both are the subsets any user of the official files gets. cifar10-train is every training batch present; a limit that needs a missing batch is an error that names it. The result is kept as top1 and top5 for 'expect' and 'results'.",
-        positionals: [Positional("data", .text, help: "a data set: cifar10 (test), cifar10-train")],
+        positionals: [
+            Positional("data", .text, help: "a data set: cifar10 (test), cifar10-train"),
+            Positional("logits", keyword: "logits", .choice(["to"]), optional: true, help: "also write the logits: 'logits to \"FILE\"'"),
+            Positional("file", .path, optional: true, help: "the .npy file for the logits (float32, images x classes, in evaluation order)"),
+        ],
         options: [
             OptionParameter("limit", .integer(1...10_000_000), help: "at most this many images (after striding)"),
             OptionParameter("stride", .integer(1...10_000_000), default: .integer(1), help: "every K-th image"),
             OptionParameter("batch", .integer(1...100_000), default: .integer(250), help: "images per forward pass"),
             OptionParameter("shard", .text, help: "evaluate only part INDEX/COUNT of the images (e.g. \"0/4\"), or auto: the part of this process's --shard; 'qsh merge' adds the parts up exactly"),
         ],
-        examples: ["eval cifar10", "eval cifar10 limit=1000", "eval cifar10 stride=10", "eval cifar10 shard=auto", "eval cifar10 shard=\"1/4\""]
+        examples: ["eval cifar10", "eval cifar10 limit=1000", "eval cifar10 stride=10", "eval cifar10 shard=auto", "eval cifar10 shard=\"1/4\"", "eval cifar10 logits to \"logits.npy\""]
     ) { invocation, session in
         let state = try session.requireModel(for: "eval")
         let name = invocation.string("data") ?? "cifar10"
+        let logitsPath = invocation.string("file")
+        guard (logitsPath == nil) == (invocation.value("logits") == nil) else {
+            throw CommandError("'eval' writes logits with 'logits to \"FILE\"'", hint: "e.g. eval \(name) logits to \"logits.npy\"")
+        }
         let dataset = try session.dataset(named: name)
         if let limit = invocation.int("limit") { try dataset.requireRecords((limit - 1) * (invocation.int("stride") ?? 1) + 1) }
         let part = try dataPart(invocation.string("shard"), session: session)
         let progress = ProgressBar("eval \(name)", sink: session.errors, enabled: session.settings.progress)
+        var logits: [Float] = []
+        var classes = 0
         let result = try Evaluation.run(
             model: state.model, dataset: dataset, limit: invocation.int("limit"), stride: invocation.int("stride") ?? 1,
             part: part, batchSize: invocation.int("batch") ?? 250,
             progress: { done, total in progress.update(done: done, total: total) },
-            shouldStop: { qsh_interrupt_requested() != 0 })
+            shouldStop: { qsh_interrupt_requested() != 0 },
+            logits: logitsPath == nil ? nil : { batch in
+                classes = batch.shape[1]
+                logits.append(contentsOf: batch.data)
+            })
         progress.finish()
         if result.stoppedEarly { throw Interrupted() }
+        if let logitsPath {
+            try NumPyFile.write(logits, shape: [result.count, classes], to: URL(fileURLWithPath: logitsPath))
+        }
         session.values["top1"] = result.top1
         session.values["top5"] = result.top5
         session.values["images"] = Double(result.count)
@@ -95,6 +112,7 @@ enum LoadEvalCommands {
         session.output.line(String(format: "top-1 %.2f%%  top-5 %.2f%%  (%d images, %.2f s, %.0f images/s)",
                                    result.top1, result.top5, result.count, result.seconds, result.imagesPerSecond)
                             + (part.map { " part \($0) of the images" } ?? ""))
+        if let logitsPath { session.output.line("wrote logits (\(result.count) x \(classes), float32) to \(logitsPath)") }
     }
 
     /// The part of the data an eval covers: `auto` follows `--shard` outside sweeps (inside one,

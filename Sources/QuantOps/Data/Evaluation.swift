@@ -30,10 +30,11 @@ public enum Evaluation {
 
     /// Classifies the selected images in batches. `progress(done, total)` is called after
     /// each batch and `shouldStop` is polled before each, so Ctrl-C ends a run cleanly.
+    /// `logits` receives each batch's logits (rows in evaluation order).
     public static func run(model: Model, dataset: CIFAR10, limit: Int? = nil, stride: Int = 1, part: Shard? = nil,
                            batchSize: Int = 200,
                            progress: ((Int, Int) -> Void)? = nil,
-                           shouldStop: (() -> Bool)? = nil) throws -> EvaluationResult {
+                           shouldStop: (() -> Bool)? = nil, logits logitsSink: ((Tensor) -> Void)? = nil) throws -> EvaluationResult {
         let selected = indices(count: dataset.count, limit: limit, stride: stride, part: part)
         let batchSize = max(1, batchSize)
         let start = Date()
@@ -52,6 +53,7 @@ public enum Evaluation {
             let chunk = selected[done..<min(done + batchSize, selected.count)]
             let input = dataset.batch(chunk, normalization: model.normalization)
             let logits = try compiled?.logits(input) ?? ForwardPass.logits(model, input: input)
+            logitsSink?(logits)
             let classes = logits.shape[1]
             for (row, image) in chunk.enumerated() {
                 let scores = logits.data[(row * classes)..<((row + 1) * classes)]

@@ -31,6 +31,8 @@ public final class CompiledModel {
     }
 
     public init(_ model: Model) throws {
+        // Biases of integer layers with a quantized input, rounded to int32 as a runtime stores them.
+        let model = BiasQuantization.simulated(model)
         self.model = model
         plan = ExecutionPlan(model, fuse: true)
         stream = try DNNLStream()

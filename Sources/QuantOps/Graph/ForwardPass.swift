@@ -32,6 +32,8 @@ public enum ForwardPass {
         if observe == nil, ConvolutionBackend.current == .oneDNN {
             return try CompiledModel(model).run(input)
         }
+        // Biases of integer layers with a quantized input, rounded to int32 as a runtime stores them.
+        let model = BiasQuantization.simulated(model)
         let plan = ExecutionPlan(model, fuse: observe == nil || observeFused)
         var outputs = [Tensor?](repeating: nil, count: model.nodes.count)
         func value(_ source: Int, for index: Int) throws -> Tensor {
