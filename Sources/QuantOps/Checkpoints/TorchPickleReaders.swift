@@ -176,7 +176,8 @@ enum TorchStateDictAssembler {
         let limit = CheckpointLimits.maximumDecodedElements(storedElements: stored)
         var decoded = 0
         for (name, reference) in references {
-            let count = CheckpointFile.elementCount(reference.shape) ?? Int.max
+            // A view larger than its storage is refused by `materialize`, with its own message.
+            let count = min(CheckpointFile.elementCount(reference.shape) ?? Int.max, reference.storage.elementCount)
             decoded = decoded.addingReportingOverflow(count).overflow ? Int.max : decoded + count
             guard decoded <= limit else {
                 throw CheckpointError(
