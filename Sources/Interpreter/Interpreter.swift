@@ -78,6 +78,8 @@ public final class Interpreter {
 
     private func rangeEnd(_ syntax: ValueSyntax, at location: SourceLocation) throws(Diagnostic) -> Int {
         let value = try evaluate(syntax, at: location)
+        // Integers are taken as they are: through Double, those near Int.max would not fit.
+        if case .integer(let integer) = value { return integer }
         guard let number = value.numericValue, number == number.rounded(), let integer = Int(exactly: number) else {
             throw Diagnostic("a range bound must be an integer, got \(value.kindName) '\(value)'", at: location,
                              hint: "ranges count layers or bits, e.g. 2..8")
@@ -97,34 +99,52 @@ public final class Interpreter {
     // MARK: Statements
 
     private func runLoop(_ loop: ForStatement) throws(Diagnostic) {
-        // A range runs over its integers, also inside a list ('for s in 1, 3..6').
-        func expand(_ value: RuntimeValue) throws(Diagnostic) -> [RuntimeValue] {
+        // A range runs over its integers, also inside a list ('for s in 1, 3..6'). Ranges stay
+        // ranges until iterated, so 'for i in 0..1000000000' costs nothing to check.
+        func pieces(_ value: RuntimeValue) throws(Diagnostic) -> [LoopPiece] {
             switch value {
             case .range(let lower?, let upper?):
-                return lower <= upper ? (lower...upper).map { .integer($0) } : []
+                return lower <= upper ? [.range(lower...upper)] : []
             case .range:
                 throw Diagnostic("a loop range needs both ends", at: loop.values.location,
                                  hint: "write e.g. 'for b in 2..8 { ... }'")
             default:
-                return [value]
+                return [.value(value)]
             }
         }
-        var values: [RuntimeValue] = []
+        var values: [LoopPiece] = []
         switch try evaluate(loop.values) {
         case .list(let items):
-            for item in items { values += try expand(item) }
+            for item in items { values += try pieces(item) }
         case let single:
-            values = try expand(single)
+            values = try pieces(single)
         }
         let saved = session.variables[loop.variable]
         defer {
             if checkOnly { session.variables[loop.variable] = saved }
         }
-        // Checking binds the body once: every iteration has the same shape.
-        for value in checkOnly ? Array(values.prefix(1)) : values {
+        func iterate(_ value: RuntimeValue) throws(Diagnostic) {
             session.variables[loop.variable] = value
             for statement in loop.body { try execute(statement) }
         }
+        // Checking binds the body once: every iteration has the same shape.
+        for piece in values {
+            switch piece {
+            case .value(let value):
+                try iterate(value)
+            case .range(let range):
+                for number in range {
+                    try iterate(.integer(number))
+                    if checkOnly { break }
+                }
+            }
+            if checkOnly { return }
+        }
+    }
+
+    private enum LoopPiece {
+        case value(RuntimeValue)
+        case range(ClosedRange<Int>)
     }
 
     private func check(_ expectation: ExpectStatement) throws(Diagnostic) {
