@@ -57,6 +57,11 @@ let package = Package(
         .executableTarget(name: "EngineBenchmark", dependencies: ["QuantOps"], path: "Benchmarks/EngineBenchmark",
                           swiftSettings: releaseSpeed),
 
+        // Fuzz targets (docs/fuzzing.md): scripts/fuzz.sh builds them with libFuzzer and -DQSH_LIBFUZZER;
+        // a plain build makes them replay saved inputs, so they are always compiled.
+        .executableTarget(name: "FuzzQLang", dependencies: ["QLang", "Interpreter"], path: "Fuzz/FuzzQLang"),
+        .executableTarget(name: "FuzzCheckpoints", dependencies: ["QuantOps"], path: "Fuzz/FuzzCheckpoints"),
+
         .testTarget(name: "QLangTests", dependencies: ["QLang"]),
         .testTarget(name: "QuantOpsTests", dependencies: ["QuantOps", "ONNX"]),
         .testTarget(name: "InterpreterTests", dependencies: ["Interpreter", "QLang", "QuantOps"]),

@@ -78,6 +78,8 @@ public final class Interpreter {
 
     private func rangeEnd(_ syntax: ValueSyntax, at location: SourceLocation) throws(Diagnostic) -> Int {
         let value = try evaluate(syntax, at: location)
+        // Integers are taken as they are: through Double, those near Int.max would not fit.
+        if case .integer(let integer) = value { return integer }
         guard let number = value.numericValue, number == number.rounded(), let integer = Int(exactly: number) else {
             throw Diagnostic("a range bound must be an integer, got \(value.kindName) '\(value)'", at: location,
                              hint: "ranges count layers or bits, e.g. 2..8")
@@ -97,50 +99,69 @@ public final class Interpreter {
     // MARK: Statements
 
     private func runLoop(_ loop: ForStatement) throws(Diagnostic) {
-        // A range runs over its integers, also inside a list ('for s in 1, 3..6').
-        func expand(_ value: RuntimeValue) throws(Diagnostic) -> [RuntimeValue] {
+        // A range runs over its integers, also inside a list ('for s in 1, 3..6'). Ranges stay
+        // ranges until iterated, so 'for i in 0..1000000000' costs nothing to check.
+        func pieces(_ value: RuntimeValue) throws(Diagnostic) -> [LoopPiece] {
             switch value {
             case .range(let lower?, let upper?):
-                return lower <= upper ? (lower...upper).map { .integer($0) } : []
+                return lower <= upper ? [.range(lower...upper)] : []
             case .range:
                 throw Diagnostic("a loop range needs both ends", at: loop.values.location,
                                  hint: "write e.g. 'for b in 2..8 { ... }'")
             default:
-                return [value]
+                return [.value(value)]
             }
         }
-        var values: [RuntimeValue] = []
+        var values: [LoopPiece] = []
         switch try evaluate(loop.values) {
         case .list(let items):
-            for item in items { values += try expand(item) }
+            for item in items { values += try pieces(item) }
         case let single:
-            values = try expand(single)
+            values = try pieces(single)
         }
         let saved = session.variables[loop.variable]
         defer {
             if checkOnly { session.variables[loop.variable] = saved }
         }
-        // Checking binds the body once: every iteration has the same shape.
         if checkOnly || loop.kind == .sequential {
-            for value in checkOnly ? Array(values.prefix(1)) : values {
+            // Checking binds the body once: every iteration has the same shape.
+            try forEach(values) { value throws(Diagnostic) in
                 session.variables[loop.variable] = value
                 for statement in loop.body { try execute(statement) }
+                return !checkOnly
             }
             return
         }
         try runSweep(loop, values: values)
     }
 
+    /// Calls `body` with each value, expanding ranges one integer at a time, until it returns false.
+    private func forEach(_ pieces: [LoopPiece], _ body: (RuntimeValue) throws(Diagnostic) -> Bool) throws(Diagnostic) {
+        for piece in pieces {
+            switch piece {
+            case .value(let value):
+                if try !body(value) { return }
+            case .range(let range):
+                for number in range where try !body(.integer(number)) { return }
+            }
+        }
+    }
+
+    private enum LoopPiece {
+        case value(RuntimeValue)
+        case range(ClosedRange<Int>)
+    }
+
     /// Each item starts from the state before the sweep and leaves only its evaluations behind.
     /// A failing item is reported and recorded, and the others still run; the sweep then fails
     /// as a whole, naming the failed items.
-    private func runSweep(_ loop: ForStatement, values: [RuntimeValue]) throws(Diagnostic) {
+    private func runSweep(_ loop: ForStatement, values: [LoopPiece]) throws(Diagnostic) {
         let before = session.captureItemState()
         var failed: [String] = []
-        for value in values {
+        try forEach(values) { value throws(Diagnostic) in
             let item = session.sweep.itemsStarted
             session.sweep.itemsStarted += 1
-            guard session.sweep.runsHere(item: item) else { continue }
+            guard session.sweep.runsHere(item: item) else { return true }
             let label = "\(loop.variable)=\(value)"
             if let shard = session.sweep.shard {
                 session.output.line("sweep item \(item) (\(label)) in shard \(shard)")
@@ -164,6 +185,7 @@ public final class Interpreter {
             session.sweep.items.append(SweepState.Item(index: item, variables: [loop.variable: value.description], error: itemError))
             session.sweep.currentItem = nil
             session.restore(before)
+            return true
         }
         guard failed.isEmpty else {
             throw Diagnostic("sweep: \(failed.count) item\(failed.count == 1 ? "" : "s") failed: \(failed.joined(separator: ", "))",

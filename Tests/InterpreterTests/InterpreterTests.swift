@@ -50,6 +50,19 @@ final class InterpreterTests: XCTestCase {
         XCTAssertEqual(harness.output.text, "1\n3\n4\n5\n7\n9\n10\n")
     }
 
+    /// Ranges were expanded into arrays before the first iteration, so checking this loop asked for
+    /// 32 GB (Fuzz/corpus/qlang/regression-huge-loop.qs); bounds near Int.max went through Double
+    /// and were refused as "not an integer".
+    func testHugeLoopRangesAreNeverMaterialized() {
+        let harness = RecipeHarness()
+        let recipe = "for i in 0..1000000000 {\n    print $i\n}\nfor j in 5..1, 0..9223372036854775807 { print $j }\n"
+        XCTAssertEqual(harness.check(recipe), .success, harness.errors.text)
+        XCTAssertEqual(harness.output.text, "")
+        XCTAssertEqual(harness.run("for s in 3..1, 2..3, 7 { print $s }\nfor t in 9223372036854775806..9223372036854775807 { print $t }"),
+                       .success, harness.errors.text)
+        XCTAssertEqual(harness.output.text, "2\n3\n7\n9223372036854775806\n9223372036854775807\n")
+    }
+
     func testPinnedVariableOverridesLet() throws {
         let harness = RecipeHarness()
         try RecipeRunner(session: harness.session).applyOverrides(["lam=0.5"])

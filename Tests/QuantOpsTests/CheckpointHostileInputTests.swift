@@ -2,8 +2,9 @@ import Foundation
 import XCTest
 @testable import QuantOps
 
-/// Emits protocol-2 pickle opcodes, to build small legacy torch files by hand.
-private struct PickleWriter {
+/// Emits protocol-2 pickle opcodes, to build small legacy torch files by hand
+/// (CheckpointResourceLimitTests uses it too).
+struct PickleWriter {
     var bytes: [UInt8] = [0x80, 0x02]
 
     mutating func opcode(_ character: Character) { bytes.append(character.asciiValue ?? 0) }
@@ -15,6 +16,13 @@ private struct PickleWriter {
     mutating func int(_ value: Int32) {
         opcode("J")
         bytes += withUnsafeBytes(of: value.littleEndian) { Array($0) }
+    }
+    /// BININT when it fits, else LONG1 with eight bytes.
+    mutating func int(wide value: Int) {
+        guard let narrow = Int32(exactly: value) else {
+            return raw([0x8A, 8] + withUnsafeBytes(of: Int64(value).littleEndian) { Array($0) })
+        }
+        int(narrow)
     }
     mutating func global(_ module: String, _ name: String) {
         opcode("c")
@@ -29,7 +37,7 @@ private struct PickleWriter {
 }
 
 /// One tensor of a hand-built legacy file: a view onto storage `storageKey`.
-private struct LegacyTensor {
+struct LegacyTensor {
     var name: String
     var storageKey = "0"
     var storageType = "FloatStorage"
@@ -41,7 +49,7 @@ private struct LegacyTensor {
 
 /// A legacy (pre-1.6) torch file. With `optimizer` tensors the top level is
 /// {'state_dict': ..., 'optimizer': ..., 'epoch': 7}, else the bare state dict.
-private func legacyFile(
+func legacyFile(
     _ tensors: [LegacyTensor], optimizer: [LegacyTensor] = [], storages: [(key: String, count: Int, bytes: [UInt8])]
 ) -> [UInt8] {
     var magic = PickleWriter()
@@ -69,7 +77,7 @@ private func legacyFile(
             main.global("torch", tensor.storageType)
             main.string(tensor.storageKey)
             main.string("cpu")
-            main.int(Int32(tensor.storageCount))
+            main.int(wide: tensor.storageCount)
             main.opcode("N")
             main.opcode("t")
             main.opcode("Q")
@@ -131,7 +139,7 @@ private func unpickle(_ bytes: [UInt8], fileName: String) throws -> PickleValue 
     return try unpickler.load()
 }
 
-private func littleEndianBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
+func littleEndianBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
     values.flatMap { value in withUnsafeBytes(of: value.littleEndian) { Array($0) } }
 }
 

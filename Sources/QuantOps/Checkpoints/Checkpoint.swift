@@ -35,6 +35,19 @@ enum CheckpointFile {
         }
     }
 
+    /// Runs `body` on a temporary file holding `bytes`, removed afterwards.
+    static func withTemporaryCopy<T>(of bytes: [UInt8], fileName: String, _ body: (URL) throws -> T) throws -> T {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("qsh-checkpoint-\(UUID().uuidString)")
+        do {
+            try Data(bytes).write(to: url)
+        } catch {
+            throw CheckpointError(.io, file: fileName, problem: "cannot write a temporary copy to \(url.path): \(error.localizedDescription)",
+                                  remedy: "Check that the temporary directory (TMPDIR) is writable")
+        }
+        defer { try? FileManager.default.removeItem(at: url) }
+        return try body(url)
+    }
+
     /// Multiplies dimension sizes, failing on negative sizes or overflow.
     static func elementCount(_ shape: [Int]) -> Int? {
         var count = 1

@@ -11,14 +11,31 @@ public enum CheckpointReader {
 
     /// As `read`, keeping the scalars stored next to the tensors and the detected format.
     public static func readCheckpoint(contentsOf url: URL) throws -> Checkpoint {
-        let fileName = url.lastPathComponent
-        let bytes = try CheckpointFile.bytes(of: url)
+        try readCheckpoint(bytes: try CheckpointFile.bytes(of: url), fileName: url.lastPathComponent, zipFile: url)
+    }
+
+    /// As `readCheckpoint(contentsOf:)` for a file already in memory. `format` forces one reader
+    /// instead of detecting the format from the leading bytes; `fileName` only names the file in
+    /// errors. A zip is read through a temporary file (see `TorchZipReader.read`).
+    public static func readCheckpoint(bytes: [UInt8], fileName: String, format: Checkpoint.Format? = nil) throws -> Checkpoint {
+        try readCheckpoint(bytes: bytes, fileName: fileName, format: format, zipFile: nil)
+    }
+
+    private static func readCheckpoint(
+        bytes: [UInt8], fileName: String, format: Checkpoint.Format? = nil, zipFile: URL?
+    ) throws -> Checkpoint {
         var checkpoint: Checkpoint
-        switch detectFormat(bytes) {
+        switch format ?? detectFormat(bytes) {
         case .safetensors?:
             checkpoint = try SafeTensorsReader.read(bytes, fileName: fileName)
         case .torchZip?:
-            checkpoint = try TorchZipReader.read(url: url, fileName: fileName)
+            if let zipFile {
+                checkpoint = try TorchZipReader.read(url: zipFile, fileName: fileName)
+            } else {
+                checkpoint = try CheckpointFile.withTemporaryCopy(of: bytes, fileName: fileName) { url in
+                    try TorchZipReader.read(url: url, fileName: fileName)
+                }
+            }
         case .legacyPickle?:
             checkpoint = try LegacyTorchReader.read(bytes, fileName: fileName)
         case nil:

@@ -4,7 +4,7 @@ import Foundation
 /// each name to dtype, shape and byte range, optional `__metadata__`, then the raw data.
 enum SafeTensorsReader {
     /// The specification caps the header at 100 MB; anything larger is not a real file.
-    static let maximumHeaderLength = 100_000_000
+    static let maximumHeaderLength = CheckpointLimits.maximumSafeTensorsHeaderBytes
 
     static func looksLikeSafeTensors(_ bytes: [UInt8]) -> Bool {
         guard bytes.count >= 10 else { return false }
@@ -41,7 +41,7 @@ enum SafeTensorsReader {
         struct Located { var name: String; var type: StateDict.ElementType; var shape: [Int]; var begin: Int; var end: Int }
         var located: [Located] = []
         for (name, value) in header {
-            if name == "__metadata__" {
+            if name == SafeTensorsWriter.metadataKey {
                 guard let table = value as? [String: Any] else { throw corrupt("`__metadata__` is not a JSON object") }
                 for (key, entry) in table {
                     guard let text = entry as? String else { throw corrupt("`__metadata__` value for `\(key)` is not a string") }
@@ -79,6 +79,12 @@ enum SafeTensorsReader {
 
         // JSON objects are unordered; the data order is the order the writer laid tensors out.
         located.sort { ($0.begin, $0.name) < ($1.begin, $1.name) }
+        // As in the reference implementation, tensors never share bytes: overlapping ranges
+        // would let a small file decode the same megabyte once per header entry.
+        let filled = located.filter { $0.end > $0.begin }
+        for (previous, next) in zip(filled, filled.dropFirst()) where next.begin < previous.end {
+            throw corrupt("tensors `\(previous.name)` and `\(next.name)` overlap (data_offsets [\(previous.begin), \(previous.end)] and [\(next.begin), \(next.end)])")
+        }
         var dict = StateDict()
         for item in located {
             let values = ElementCodec.decodeContiguous(
@@ -111,10 +117,18 @@ enum SafeTensorsReader {
 }
 
 public enum SafeTensorsWriter {
+    /// The header key of the metadata table, which no tensor may be named.
+    public static let metadataKey = "__metadata__"
+
     /// Writes `dict` in safetensors format, each tensor in its recorded element type, in the
     /// dictionary's key order. Writes atomically: a temporary file in the same directory is
     /// renamed over `url` only once complete, so a failure never leaves a half-written file.
     public static func write(_ dict: StateDict, to url: URL, metadata: [String: String] = [:]) throws {
+        guard !dict.keys.contains(metadataKey) else {
+            throw CheckpointError(
+                .unsupported, file: url.lastPathComponent, problem: "cannot save a tensor named `\(metadataKey)` as safetensors",
+                remedy: "Rename the tensor; the safetensors header reserves that name for metadata")
+        }
         let data = encode(dict, metadata: metadata)
         do {
             try AtomicFile.write(data, to: url)
@@ -125,7 +139,7 @@ public enum SafeTensorsWriter {
         }
     }
 
-    /// The complete file contents.
+    /// The complete file contents; a tensor named `metadataKey` would not read back.
     public static func encode(_ dict: StateDict, metadata: [String: String] = [:]) -> Data {
         var header = "{"
         var fields: [String] = []

@@ -170,6 +170,22 @@ enum TorchStateDictAssembler {
         _ references: [(String, TensorReference)], storages: [String: StorageBytes],
         metadata: [String: String], format: Checkpoint.Format, fileName: String
     ) throws -> Checkpoint {
+        // Many tensors may view one storage; together they must not decode to far more than
+        // the storages hold, or a small file could name one storage a million times.
+        let stored = storages.values.reduce(0) { $0 + $1.elementCount }
+        let limit = CheckpointLimits.maximumDecodedElements(storedElements: stored)
+        var decoded = 0
+        for (name, reference) in references {
+            // A view larger than its storage is refused by `materialize`, with its own message.
+            let count = min(CheckpointFile.elementCount(reference.shape) ?? Int.max, reference.storage.elementCount)
+            decoded = decoded.addingReportingOverflow(count).overflow ? Int.max : decoded + count
+            guard decoded <= limit else {
+                throw CheckpointError(
+                    .unsupported, file: fileName,
+                    problem: "tensor `\(name)` brings the tensors to more than \(limit) elements, over \(CheckpointLimits.sharedStorageFactor) times the \(stored) their storages hold",
+                    remedy: "Save each tensor once: torch.save({k: v.clone() for k, v in state_dict.items()}, path)")
+            }
+        }
         var dict = StateDict()
         for (name, reference) in references {
             guard let storage = storages[reference.storage.key] else {
@@ -278,10 +294,12 @@ enum LegacyTorchReader {
 /// The format of `torch.save` since 1.6: a zip holding `<archive>/data.pkl` and each storage as
 /// the raw little-endian file `<archive>/data/<key>`.
 enum TorchZipReader {
-    /// DEFLATE cannot expand data by more than about 1032 times; a larger claim is a zip bomb.
-    static let maximumExpansion: UInt64 = 1032
-    static let maximumPickleBytes: UInt64 = 1 << 30
+    static let maximumExpansion = CheckpointLimits.maximumZipExpansion
+    static let maximumPickleBytes = CheckpointLimits.maximumPickleBytes
 
+    /// Reads the zip at `url`. Archives are always opened as files: ZIPFoundation's in-memory
+    /// archives (`Archive(data:)`) trap on offsets past the end of the data, which damaged files
+    /// have (found by fuzzing; see docs/fuzzing.md), while its file archives report an error.
     static func read(url: URL, fileName: String) throws -> Checkpoint {
         func corrupt(_ problem: String) -> CheckpointError {
             CheckpointError(.corrupt, file: fileName, problem: problem, remedy: CheckpointError.redownloadAdvice)
@@ -351,7 +369,7 @@ enum TorchZipReader {
                 remedy: CheckpointError.redownloadAdvice)
         }
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(Int(claimed))
+        bytes.reserveCapacity(min(Int(claimed), CheckpointLimits.maximumZipReservation))
         do {
             _ = try archive.extract(entry) { chunk in
                 guard UInt64(bytes.count + chunk.count) <= claimed else {

@@ -94,6 +94,14 @@ public struct CIFAR10: Sendable {
         }
     }
 
+    /// The records of one batch file already in memory; `name` names it in errors.
+    public init(name: String, batch: Data) throws {
+        self.name = name
+        labels = []
+        pixels = []
+        try append(records: batch, from: name)
+    }
+
     /// Images and labels already in memory, for tests and converted data.
     public init(name: String, labels: [UInt8], pixels: [UInt8]) throws {
         guard pixels.count == labels.count * Self.imageSize else {

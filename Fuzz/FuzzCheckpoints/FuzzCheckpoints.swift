@@ -1,0 +1,188 @@
+import Foundation
+@_spi(Fuzzing) import QuantOps
+
+/// Fuzz targets over the files qsh reads: pickles, torch checkpoints, safetensors and CIFAR-10
+/// batches. scripts/fuzz.sh builds this with libFuzzer and picks the harness with
+/// QSH_FUZZ_TARGET; see docs/fuzzing.md.
+let harnesses: [String: @Sendable ([UInt8]) -> Void] = [
+    "pickle": PickleHarness.run,
+    "torch-legacy": { CheckpointHarness.run($0, format: .legacyPickle) },
+    "torch-zip": { CheckpointHarness.run($0, format: .torchZip) },
+    "safetensors": { CheckpointHarness.run($0, format: .safetensors) },
+    "cifar": CIFARHarness.run,
+]
+
+/// The unpickler alone: whatever it builds is well formed.
+enum PickleHarness {
+    static func run(_ bytes: [UInt8]) {
+        let inspection: PickleInspection
+        do {
+            inspection = try PickleInspection.inspect(bytes)
+        } catch {
+            expectCheckpointError(error, file: "fuzz.pkl")
+            return
+        }
+        invariant(inspection.bytesConsumed <= bytes.count, "read \(inspection.bytesConsumed) of \(bytes.count) bytes")
+        // Every opcode takes at least one byte and builds at most one object.
+        invariant(inspection.objectCount <= inspection.bytesConsumed,
+                  "\(inspection.objectCount) objects from \(inspection.bytesConsumed) bytes")
+        invariant(inspection.danglingReferences == 0, "\(inspection.danglingReferences) references to missing objects")
+        invariant(inspection.malformedReferences == 0, "\(inspection.malformedReferences) malformed tensor or storage references")
+        invariant(inspection.tensorsOutsideMergedStorage == 0,
+                  "\(inspection.tensorsOutsideMergedStorage) tensors outside the storage merged for them")
+        if let names = inspection.stateDictTensorNames {
+            invariant(!names.isEmpty && names.count <= inspection.tensorCount + inspection.objectCount,
+                      "state dict of \(names.count) tensors")
+        }
+    }
+}
+
+/// One checkpoint reader, forced to its format: a file that loads holds consistent tensors, and
+/// writing them as safetensors and reading that back gives the same tensors.
+enum CheckpointHarness {
+    static func run(_ bytes: [UInt8], format: Checkpoint.Format) {
+        let checkpoint: Checkpoint
+        do {
+            checkpoint = try CheckpointReader.readCheckpoint(bytes: bytes, fileName: "fuzz.ckpt", format: format)
+        } catch {
+            expectCheckpointError(error, file: "fuzz.ckpt")
+            return
+        }
+        invariant(checkpoint.format == format, "read as \(checkpoint.format), asked for \(format)")
+        let dict = checkpoint.stateDict
+        invariant(Set(dict.keys).count == dict.keys.count, "repeated keys \(dict.keys)")
+        var elements = 0
+        for key in dict.keys {
+            guard let entry = dict[key] else { return invariant(false, "key \(key) lists no entry") }
+            let shape = entry.tensor.shape
+            invariant(shape.allSatisfy { $0 >= 0 }, "`\(key)` has shape \(shape)")
+            invariant(shape.reduce(1, *) == entry.tensor.data.count,
+                      "`\(key)` has shape \(shape) and \(entry.tensor.data.count) elements")
+            elements += entry.tensor.data.count
+        }
+        // Decoding amplifies a file by a bounded factor only (CheckpointLimits in QuantOps): its
+        // storages hold at most one element per stored byte, and zips expand by a bounded factor.
+        let stored = format == .torchZip ? (bytes.count + 1024) * Int(CheckpointLimits.maximumZipExpansion) : bytes.count
+        invariant(elements <= CheckpointLimits.maximumDecodedElements(storedElements: stored),
+                  "\(elements) elements decoded from \(bytes.count) bytes")
+
+        // Skip the round trip for names the safetensors header reserves.
+        guard !dict.keys.contains(SafeTensorsWriter.metadataKey) else { return }
+        let encoded = [UInt8](SafeTensorsWriter.encode(dict, metadata: checkpoint.metadata))
+        let again: Checkpoint
+        do {
+            again = try CheckpointReader.readCheckpoint(bytes: encoded, fileName: "again.safetensors", format: .safetensors)
+        } catch {
+            return invariant(false, "the safetensors written from a loaded checkpoint do not read back: \(error)")
+        }
+        invariant(Set(again.stateDict.keys) == Set(dict.keys), "round trip keys \(again.stateDict.keys) != \(dict.keys)")
+        invariant(again.metadata == checkpoint.metadata, "round trip metadata \(again.metadata) != \(checkpoint.metadata)")
+        for key in dict.keys {
+            guard let before = dict[key], let after = again.stateDict[key] else { continue }
+            invariant(before.elementType == after.elementType && before.tensor.shape == after.tensor.shape
+                        && zip(before.tensor.data, after.tensor.data).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) },
+                      "`\(key)` changes in a safetensors round trip")
+        }
+    }
+}
+
+/// CIFAR-10 binary batches: labels and pixels are the record bytes, and batches normalize.
+enum CIFARHarness {
+    static func run(_ bytes: [UInt8]) {
+        let data: CIFAR10
+        do {
+            data = try CIFAR10(name: "fuzz.bin", batch: Data(bytes))
+        } catch let error as CIFAR10Error {
+            invariant(bytes.isEmpty || bytes.count % CIFAR10.recordSize != 0
+                        || stride(from: 0, to: bytes.count, by: CIFAR10.recordSize).contains { bytes[$0] >= 10 },
+                      "a well-formed batch is refused: \(error)")
+            return
+        } catch {
+            return invariant(false, "\(error) is not a CIFAR10Error")
+        }
+        invariant(data.count * CIFAR10.recordSize == bytes.count, "\(data.count) images from \(bytes.count) bytes")
+        for image in 0..<data.count {
+            let record = image * CIFAR10.recordSize
+            invariant(data.labels[image] == bytes[record], "label of image \(image)")
+            invariant(data.pixels[(image * CIFAR10.imageSize)..<((image + 1) * CIFAR10.imageSize)]
+                        .elementsEqual(bytes[(record + 1)..<(record + CIFAR10.recordSize)]), "pixels of image \(image)")
+        }
+        let batch = data.batch([data.count - 1, 0], normalization: .init(mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]))
+        invariant(batch.shape == [2, 3, 32, 32], "batch shape \(batch.shape)")
+        invariant(batch.data.allSatisfy { $0 >= -2 && $0 <= 2 }, "normalized pixels outside [-2, 2]")
+    }
+}
+
+/// Readers fail with their own error type, naming the file: nothing else may escape.
+func expectCheckpointError(_ error: Error, file: String) {
+    guard let error = error as? CheckpointError else { return invariant(false, "\(error) is not a CheckpointError") }
+    invariant(error.description.hasPrefix("\(file): "), "error does not name the file: \(error)")
+}
+
+func invariant(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {
+    if !condition() {
+        FileHandle.standardError.write(Data(("invariant failed: " + message() + "\n").utf8))
+        abort()
+    }
+}
+
+/// The harness QSH_FUZZ_TARGET names.
+let selectedHarness: @Sendable ([UInt8]) -> Void = {
+    let name = ProcessInfo.processInfo.environment["QSH_FUZZ_TARGET"] ?? ""
+    guard let harness = harnesses[name] else {
+        FileHandle.standardError.write(Data("QSH_FUZZ_TARGET=\(name): not one of \(harnesses.keys.sorted())\n".utf8))
+        exit(2)
+    }
+    return harness
+}()
+
+/// libFuzzer calls this once per input.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    selectedHarness(Array(UnsafeBufferPointer(start: data, count: size)))
+    return 0
+}
+
+@main
+struct FuzzMain {
+    static func main() {
+        #if QSH_LIBFUZZER
+        // Built with -sanitize=fuzzer (scripts/fuzz.sh): hand the command line to libFuzzer's driver.
+        exit(runLibFuzzer(fuzz))
+        #else
+        // A plain build replays saved inputs (a corpus, a reproducer) once each:
+        // FuzzCheckpoints TARGET FILE...
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        guard let name = arguments.first, let harness = harnesses[name] else {
+            print("usage: FuzzCheckpoints \(harnesses.keys.sorted().joined(separator: "|")) FILE...")
+            exit(2)
+        }
+        for path in arguments.dropFirst() {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                print("\(path): cannot be read")
+                exit(1)
+            }
+            harness([UInt8](data))
+        }
+        print("\(arguments.count - 1) inputs ran")
+        #endif
+    }
+}
+
+#if QSH_LIBFUZZER
+/// Runs libFuzzer's driver (`LLVMFuzzerRunDriver`, linked in by -sanitize=fuzzer) over this
+/// process's arguments. SwiftPM names the program's entry point itself, so libFuzzer's own
+/// `main` cannot be used; the driver is looked up at run time to call it with C conventions.
+func runLibFuzzer(_ callback: @escaping @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt {
+    typealias Driver = @convention(c) (
+        UnsafeMutablePointer<CInt>, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+        @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
+    guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "LLVMFuzzerRunDriver") else {
+        FileHandle.standardError.write(Data("LLVMFuzzerRunDriver is missing: build with -sanitize=fuzzer\n".utf8))
+        return 2
+    }
+    var argc = CommandLine.argc
+    var argv = CommandLine.unsafeArgv
+    return unsafeBitCast(symbol, to: Driver.self)(&argc, &argv, callback)
+}
+#endif
