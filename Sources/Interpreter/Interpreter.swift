@@ -142,7 +142,9 @@ public final class Interpreter {
             case .value(let value):
                 if try !body(value) { return }
             case .range(let range):
-                for number in range where try !body(.integer(number)) { return }
+                for number in range {
+                    if try !body(.integer(number)) { return }
+                }
             }
         }
     }
