@@ -28,8 +28,8 @@ order=(qlang pickle torch-legacy torch-zip safetensors cifar)
 target="${1:-}"
 seconds="${2:-60}"
 shift $(( $# < 2 ? $# : 2 ))
-if [[ "$target" != all && -z "${product[$target]:-}" ]]; then
-    echo "usage: scripts/fuzz.sh all|${order[*]// /|} [SECONDS] [LIBFUZZER-FLAG...]" >&2
+if [[ -z "$target" || ( "$target" != all && -z "${product[$target]:-}" ) ]]; then
+    echo "usage: scripts/fuzz.sh all|$(IFS='|'; echo "${order[*]}") [SECONDS] [LIBFUZZER-FLAG...]" >&2
     exit 2
 fi
 targets=("$target")
