@@ -6,10 +6,41 @@ import QLang
 /// with libFuzzer and picks the harness with QSH_FUZZ_TARGET; see docs/fuzzing.md.
 let harnesses: [String: @Sendable ([UInt8]) -> Void] = [
     "qlang": QLangHarness.run,
-    // "run-record": the JSON run records that `qsh merge` reads belong here, as a
-    // `RunRecordHarness.run` beside `QLangHarness`, with Fuzz/corpus/run-record/ and a line in
-    // scripts/fuzz.sh's target table.
+    "run-record": RunRecordHarness.run,
 ]
+
+/// The JSON run records `qsh merge` reads: one damaged record beside an intact one.
+enum RunRecordHarness {
+    /// A valid shard 0 of 2, so that the fuzzed input meets the checks that compare shards.
+    static let intact = Data("""
+        {"data":[],"evaluations":[{"dataset":"cifar10","images":4,"index":1,"modelSHA256":null,"state":"m",\
+        "sweepItem":0,"sweepItemsBefore":0,"top1":50,"top1Correct":2,"top5":100,"top5Correct":4,"variables":{"b":"3"}}],\
+        "format":"qsh-run-report-1","models":[],"overrides":{},"recipes":[],"results":{},"seeds":{},"statements":[],\
+        "sweep":{"dataSharded":false,"itemCount":2,"items":[{"index":0,"variables":{"b":"3"}}],"recipe":"r.qs",\
+        "recipeSHA256":"ab","shard":{"count":2,"index":0}},"threads":1,\
+        "timings":{"evaluationSeconds":[0.1],"startedAt":"x","totalSeconds":1},"tool":{"gitCommit":"unknown","name":"qsh","version":"0"}}
+        """.utf8)
+
+    static func run(_ bytes: [UInt8]) {
+        let inputs = [SweepMerge.Input(path: "intact.json", contents: intact),
+                      SweepMerge.Input(path: "fuzz.json", contents: Data(bytes))]
+        let merged: SweepMerge
+        do {
+            merged = try SweepMerge(inputs)
+        } catch {
+            // Refusals name a file or a shard and say what to do.
+            invariant(!error.message.isEmpty && error.hint != nil, "merge refused without a remedy: \(error)")
+            return
+        }
+        // The merged rows are well-formed and the table and figure render.
+        invariant(merged.shardsFound.allSatisfy { $0 >= 0 && $0 < merged.shardCount }, "shard index out of range: \(merged.shardsFound)")
+        invariant(merged.isComplete == merged.problems.isEmpty, "completeness disagrees with the problems listed")
+        for evaluation in merged.evaluations {
+            invariant(evaluation.images >= 0 && (0...100).contains(evaluation.top1), "merged row out of range: \(evaluation)")
+        }
+        _ = merged.resultsTable
+    }
+}
 
 /// Lexer, parser, printer and the argument checks of `qsh check`.
 enum QLangHarness {

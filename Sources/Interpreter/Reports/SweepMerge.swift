@@ -39,6 +39,10 @@ public struct SweepMerge {
                     continue
                 }
                 let shard = try report.sweep?.shard ?? Shard(index: 0, count: 1)
+                if let flaw = Self.flaw(in: report) {
+                    problems.append("\(input.path): \(flaw); the record is damaged, re-run its shard")
+                    continue
+                }
                 reports.append((input.path, report, shard))
             } catch {
                 problems.append("\(input.path): not a complete qsh run record (\(Self.reason(error))); re-run its shard")
@@ -74,6 +78,29 @@ public struct SweepMerge {
         }
         evaluations = mergeEvaluations(byIndex)
     }
+
+    /// Numbers no run writes: a record with them was damaged or edited, and is not merged.
+    static func flaw(in report: RunReport) -> String? {
+        if let count = report.sweep?.itemCount, !(0...maximumItems).contains(count) {
+            return "itemCount \(count) is outside 0...\(maximumItems)"
+        }
+        for item in report.sweep?.items ?? [] where !(0..<(report.sweep?.itemCount ?? 0)).contains(item.index) {
+            return "sweep item \(item.index) is outside the \(report.sweep?.itemCount ?? 0) items"
+        }
+        for evaluation in report.evaluations {
+            guard evaluation.images >= 0,
+                  (evaluation.top1Correct ?? 0) >= 0, (evaluation.top1Correct ?? 0) <= evaluation.images,
+                  (evaluation.top5Correct ?? 0) >= 0, (evaluation.top5Correct ?? 0) <= evaluation.images,
+                  (0...100).contains(evaluation.top1), (0...100).contains(evaluation.top5),
+                  (evaluation.sweepItemsBefore ?? 0) >= 0, (evaluation.sweepItem ?? 0) >= 0 else {
+                return "evaluation \(evaluation.index) has impossible counts"
+            }
+        }
+        return nil
+    }
+
+    /// More sweep items than a recipe could list by hand or by range in reasonable time.
+    static let maximumItems = 1_000_000
 
     private static func reason(_ error: Error) -> String {
         switch error {

@@ -28,6 +28,19 @@ public struct Shard: Sendable, Equatable, Hashable, Codable, CustomStringConvert
         try self.init(index: index, count: count)
     }
 
+    /// A shard read from a file is checked like one typed on the command line.
+    public init(from decoder: any Decoder) throws {
+        enum Keys: String, CodingKey { case index, count }
+        let container = try decoder.container(keyedBy: Keys.self)
+        let index = try container.decode(Int.self, forKey: .index)
+        let count = try container.decode(Int.self, forKey: .count)
+        do {
+            try self.init(index: index, count: count)
+        } catch {
+            throw DecodingError.dataCorrupted(DecodingError.Context(codingPath: decoder.codingPath, debugDescription: error.description))
+        }
+    }
+
     public var description: String { "\(index)/\(count)" }
 
     /// Whether work item `item` (numbered from 0) belongs to this shard: items are dealt round
