@@ -135,6 +135,17 @@ final class SweepTests: XCTestCase {
         XCTAssertTrue(problems.contains("shards missing: 1, 2 of 3"), problems)
         XCTAssertTrue(problems.contains("missing data parts 1/3, 2/3"), problems)
 
+        // Numbers no run writes: a shard index past the count, an impossible count.
+        let text = String(decoding: first.contents, as: UTF8.self)
+        let badShard = text.replacingOccurrences(of: "\"index\" : 0\n    }", with: "\"index\" : 7\n    }")
+        XCTAssertNotEqual(badShard, text)
+        let impossible = text.replacingOccurrences(of: "\"top1Correct\" : ", with: "\"top1Correct\" : -")
+        let damaged = try SweepMerge([first, SweepMerge.Input(path: "seven.json", contents: Data(badShard.utf8)),
+                                      SweepMerge.Input(path: "negative.json", contents: Data(impossible.utf8))])
+        let listed = damaged.problems.joined(separator: "\n")
+        XCTAssertTrue(listed.contains("seven.json: not a complete qsh run record (shard 7/3"), listed)
+        XCTAssertTrue(listed.contains("negative.json: evaluation 1 has impossible counts"), listed)
+
         let otherRecipe = try record(shard: "1/3", recipe: SweepTests.recipe + "\nprint \"changed\"")
         XCTAssertThrowsError(try SweepMerge([first, otherRecipe])) { error in
             XCTAssertTrue("\(error)".contains("comes from another recipe"), "\(error)")
