@@ -99,6 +99,7 @@ public struct CIFAR10: Sendable {
         self.name = name
         labels = []
         pixels = []
+        fileRecordCounts = []
         try append(records: batch, from: name)
     }
 
