@@ -171,7 +171,7 @@ public final class Interpreter {
             session.variables[loop.variable] = value
             session.sweep.currentItem = item
             var itemError: String?
-            do {
+            do throws(Diagnostic) {
                 for statement in loop.body { try execute(statement) }
             } catch {
                 // Ctrl-C stops the recipe, not just the item.
