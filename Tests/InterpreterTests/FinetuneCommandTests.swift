@@ -87,7 +87,7 @@ final class FinetuneCommandTests: XCTestCase {
 
     func testResumeWithoutAFinetuneSaysHowToStart() throws {
         let harness = try harness()
-        XCTAssertEqual(harness.run("load resnet20\nfinetune ait resume=true"), .recipeFailed)
+        XCTAssertEqual(harness.run("load resnet20\nquantize layer 2.. bits=4\nfinetune ait resume=true"), .recipeFailed)
         XCTAssertTrue(harness.errors.text.contains("there is no fine-tuning to resume"), harness.errors.text)
     }
 }
