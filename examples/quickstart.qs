@@ -1,6 +1,7 @@
 # Quick start: measure a pretrained ResNet-20, then quantize and compensate it.
 #
-# Run:  qsh examples/quickstart.qs   (under a minute on 2 cores: two evaluations of the full test set)
+# Run:  qsh examples/quickstart.qs   (59 s on 2 cores busy with other work, load average 7: two
+#       evaluations of the full test set, 29 s each)
 # Models and data are found through --models/--data, $QSH_MODELS/$QSH_DATA or the user cache.
 
 load resnet20

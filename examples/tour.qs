@@ -1,7 +1,8 @@
 # The README's 30-second tour: load a pretrained ResNet-20, measure it, ternarize it from layer 3
 # on (the classifier included), compensate with DF-MPC, and measure again.
 #
-# Run:  qsh examples/tour.qs        (under a minute on 2 cores: two evaluations of the full test set)
+# Run:  qsh examples/tour.qs        (59 s on 2 cores busy with other work, load average 7: two
+#       evaluations of the full test set, 29 s each)
 # Models and data are found through --models/--data, $QSH_MODELS/$QSH_DATA or the user cache.
 
 load resnet20                 # akamaster ResNet-20 for CIFAR-10
