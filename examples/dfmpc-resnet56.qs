@@ -8,8 +8,8 @@
 #
 # The paper reports ResNet-56: 93.88 -> 38.03 -> 91.05 (lambda1 = 0.5). The formulas as written
 # give far less on these checkpoints; see docs/reproduction.md. Every number is on all 10,000 test
-# images. Run: qsh examples/dfmpc-resnet56.qs (38 minutes on 2 cores busy with other work, load
-# average 4 to 9: 30 evaluations of the full test set, the 16 of nm-resnet56 about 75 s each).
+# images. Run: qsh examples/dfmpc-resnet56.qs (2 cores: 16 minutes at load average 2 to 6; 38 at
+# load average 4 to 9, where each of the 16 evaluations of nm-resnet56 took about 75 s).
 #
 # The 2,048 training images are drawn by a seeded shuffle, so the "+ BN" rows repeat exactly; on
 # one machine every number does, whatever the thread count. The +-0.05 (5 of 10,000 images) is for

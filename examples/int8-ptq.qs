@@ -1,7 +1,7 @@
 # Post-training quantization for int8 deployment, measured: the table of docs/ptq.md.
 #
-# Run:  qsh examples/int8-ptq.qs   (release build; 13.7 minutes on 2 cores busy with other work,
-#       load average 7, of which the four quantized resnet56 evaluations take about 10)
+# Run:  qsh examples/int8-ptq.qs   (release build, 2 cores: 6.1 minutes at load average 2 to 4;
+#       13.7 at load average 7, of which the four quantized resnet56 evaluations took about 10)
 # W8A8 = 8-bit symmetric per-channel weights, 8-bit asymmetric per-tensor activations, BN folded,
 # activations quantized where a fused runtime stores them, logits float. Ranges are calibrated
 # on 512 training images; the grid of methods is evaluated on every 10th test image (1000
