@@ -3,7 +3,8 @@
 # Run:  qsh examples/int8-ptq.qs   (release build, 2 cores: 6.1 minutes at load average 2 to 4;
 #       13.7 at load average 7, of which the four quantized resnet56 evaluations took about 10)
 # W8A8 = 8-bit symmetric per-channel weights, 8-bit asymmetric per-tensor activations, BN folded,
-# activations quantized where a fused runtime stores them, logits float. Ranges are calibrated
+# activations quantized where a fused runtime stores them, biases rounded to int32 with scale
+# S_w*S_in as runtimes store them, logits float. Ranges are calibrated
 # on 512 training images; the grid of methods is evaluated on every 10th test image (1000
 # images), the W8A8 and asymmetric per-tensor rows on the full test set.
 #
@@ -21,7 +22,7 @@ quantize weights bits=8 scheme=symmetric granularity=channel
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10
-expect top1 == 91.82 +- 0.05
+expect top1 == 91.77 +- 0.05
 expect top1 >= 91.23
 
 load resnet56
@@ -30,7 +31,7 @@ quantize weights bits=8 scheme=symmetric granularity=channel
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10
-expect top1 == 93.48 +- 0.05
+expect top1 == 93.36 +- 0.05
 expect top1 >= 92.89
 
 # --- The practical paper's first column: asymmetric per-tensor weights, full test set ----------
@@ -42,14 +43,14 @@ quantize weights bits=8 scheme=asymmetric granularity=tensor
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10
-expect top1 == 91.77 +- 0.05
+expect top1 == 91.75 +- 0.05
 reset
 fold bn
 quantize weights bits=4 scheme=asymmetric granularity=tensor
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10
-expect top1 == 83.05 +- 0.05
+expect top1 == 83.21 +- 0.05
 
 load resnet56
 fold bn
@@ -57,14 +58,14 @@ quantize weights bits=8 scheme=asymmetric granularity=tensor
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10
-expect top1 == 93.34 +- 0.05
+expect top1 == 93.32 +- 0.05
 reset
 fold bn
 quantize weights bits=4 scheme=asymmetric granularity=tensor
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10
-expect top1 == 90.41 +- 0.05
+expect top1 == 90.42 +- 0.05
 
 # --- Weight granularity x calibration method, resnet20, every 10th test image -----------------
 load resnet20
@@ -79,7 +80,7 @@ quantize weights bits=8 scheme=symmetric granularity=channel
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10 stride=10
-expect top1 == 90.10 +- 0.1
+expect top1 == 90.30 +- 0.1
 calibrate data=cifar10-train samples=512 method=ema momentum=0.9
 eval cifar10 stride=10
 expect top1 == 90.30 +- 0.1
@@ -91,7 +92,7 @@ eval cifar10 stride=10
 expect top1 == 82.30 +- 0.1
 calibrate data=cifar10-train samples=512 method=entropy
 eval cifar10 stride=10
-expect top1 == 90.50 +- 0.1
+expect top1 == 90.40 +- 0.1
 
 # W8A8, tensor-wise weights. The statistics are gathered once; each method reuses them.
 reset
@@ -103,13 +104,13 @@ eval cifar10 stride=10
 expect top1 == 90.10 +- 0.1
 calibrate data=cifar10-train samples=512 method=ema momentum=0.9
 eval cifar10 stride=10
-expect top1 == 90.10 +- 0.1
+expect top1 == 90.20 +- 0.1
 calibrate data=cifar10-train samples=512 method=percentile p=99.99
 eval cifar10 stride=10
-expect top1 == 90.50 +- 0.1
+expect top1 == 90.40 +- 0.1
 calibrate data=cifar10-train samples=512 method=meanstd k=3
 eval cifar10 stride=10
-expect top1 == 81.90 +- 0.1
+expect top1 == 82.10 +- 0.1
 calibrate data=cifar10-train samples=512 method=entropy
 eval cifar10 stride=10
 expect top1 == 90.30 +- 0.1
@@ -121,19 +122,19 @@ quantize weights bits=4 scheme=symmetric granularity=channel
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10 stride=10
-expect top1 == 88.80 +- 0.1
+expect top1 == 89.00 +- 0.1
 calibrate data=cifar10-train samples=512 method=ema momentum=0.9
 eval cifar10 stride=10
 expect top1 == 88.80 +- 0.1
 calibrate data=cifar10-train samples=512 method=percentile p=99.99
 eval cifar10 stride=10
-expect top1 == 88.40 +- 0.1
+expect top1 == 88.50 +- 0.1
 calibrate data=cifar10-train samples=512 method=meanstd k=3
 eval cifar10 stride=10
 expect top1 == 77.10 +- 0.1
 calibrate data=cifar10-train samples=512 method=entropy
 eval cifar10 stride=10
-expect top1 == 88.90 +- 0.1
+expect top1 == 88.60 +- 0.1
 
 # W4A8, tensor-wise weights. The statistics are gathered once; each method reuses them.
 reset
@@ -142,19 +143,19 @@ quantize weights bits=4 scheme=symmetric granularity=tensor
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=minmax
 eval cifar10 stride=10
-expect top1 == 85.00 +- 0.1
+expect top1 == 84.80 +- 0.1
 calibrate data=cifar10-train samples=512 method=ema momentum=0.9
 eval cifar10 stride=10
 expect top1 == 84.90 +- 0.1
 calibrate data=cifar10-train samples=512 method=percentile p=99.99
 eval cifar10 stride=10
-expect top1 == 84.40 +- 0.1
+expect top1 == 84.70 +- 0.1
 calibrate data=cifar10-train samples=512 method=meanstd k=3
 eval cifar10 stride=10
-expect top1 == 72.30 +- 0.1
+expect top1 == 71.90 +- 0.1
 calibrate data=cifar10-train samples=512 method=entropy
 eval cifar10 stride=10
-expect top1 == 84.70 +- 0.1
+expect top1 == 84.10 +- 0.1
 
 # --- Data-free fixes for W4 per-tensor weights (DFQ), percentile activations -------------------
 reset
@@ -173,7 +174,7 @@ quantize weights bits=4 scheme=symmetric granularity=tensor
 quantize activations bits=8 scheme=asymmetric granularity=tensor
 calibrate data=cifar10-train samples=512 method=percentile p=99.99
 eval cifar10 stride=10
-expect top1 == 84.50 +- 0.1                             # equalization alone
+expect top1 == 84.30 +- 0.1                             # equalization alone
 
 reset
 fold bn
