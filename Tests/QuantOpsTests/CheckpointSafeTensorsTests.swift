@@ -83,4 +83,27 @@ final class CheckpointSafeTensorsTests: XCTestCase {
             XCTAssertEqual((error as? CheckpointError)?.kind, .truncated)
         }
     }
+
+    /// DataParallel prefixes every key, once per wrapping; a `module.` on only some keys is a
+    /// submodule's name. Reading is idempotent: what is written back reads back the same
+    /// (found by the safetensors fuzz target: `module.module.x` beside `bn.bias` lost a prefix
+    /// on every round trip).
+    func testDataParallelPrefixIsStrippedOnlyWhenEveryKeyHasItAndReadingIsIdempotent() throws {
+        let directory = try CheckpointTestFiles.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func readBack(_ keys: [String]) throws -> [String] {
+            var dict = StateDict()
+            for key in keys { dict[key] = .init(tensor: Tensor(shape: [1], data: [1])) }
+            let first = directory.appendingPathComponent("first.safetensors")
+            try SafeTensorsWriter.write(dict, to: first)
+            let read = try CheckpointReader.read(contentsOf: first)
+            let second = directory.appendingPathComponent("second.safetensors")
+            try SafeTensorsWriter.write(read, to: second)
+            XCTAssertEqual(try CheckpointReader.read(contentsOf: second).keys, read.keys, "\(keys)")
+            return read.keys
+        }
+        XCTAssertEqual(try readBack(["module.conv.weight", "module.fc.bias"]), ["conv.weight", "fc.bias"])
+        XCTAssertEqual(try readBack(["module.module.conv.weight", "module.module.fc.bias"]), ["conv.weight", "fc.bias"])
+        XCTAssertEqual(try readBack(["module.module._tracked", "bn.bias"]), ["module.module._tracked", "bn.bias"])
+    }
 }

@@ -59,19 +59,16 @@ public enum CheckpointReader {
 
     static let dataParallelPrefix = "module."
 
+    /// `DataParallel` prefixes every key, once per wrapping; a prefix only some keys carry is a
+    /// module that happens to be named `module` and stays. Stripping until some key lacks the
+    /// prefix makes reading idempotent: a file written from the result reads back the same.
     static func strippingDataParallelPrefix(_ dict: StateDict, fileName: String) throws -> StateDict {
-        guard dict.keys.contains(where: { $0.hasPrefix(dataParallelPrefix) }) else { return dict }
-        var stripped = StateDict()
-        for key in dict.keys {
-            let newKey = key.hasPrefix(dataParallelPrefix) ? String(key.dropFirst(dataParallelPrefix.count)) : key
-            guard stripped[newKey] == nil else {
-                throw CheckpointError(
-                    .corrupt, file: fileName,
-                    problem: "keys `\(key)` and `\(newKey)` collide once the `module.` prefix is removed",
-                    remedy: "Save the checkpoint from the unwrapped model (model.module.state_dict())")
-            }
-            stripped[newKey] = dict[key]
+        var dict = dict
+        while !dict.keys.isEmpty, dict.keys.allSatisfy({ $0.hasPrefix(dataParallelPrefix) }) {
+            var stripped = StateDict()
+            for key in dict.keys { stripped[String(key.dropFirst(dataParallelPrefix.count))] = dict[key] }
+            dict = stripped
         }
-        return stripped
+        return dict
     }
 }
