@@ -14,23 +14,47 @@ enum ExploreCommands {
 
     static let layers = CommandSpec(
         ["layers"], group: .model, summary: "Table of the weight layers: shape, parameters, precision, size",
-        help: "Layers are the conv and linear nodes counted from 1 in execution order; selectors such as 'layer 3..' use these numbers. Size in MB is bits times parameters (float layers at 32 bits), as in the DF-MPC paper's tables.",
-        examples: ["layers"]
-    ) { _, session in
+        help: "Layers are the conv and linear nodes counted from 1 in execution order; selectors such as 'layer 3..' use these numbers. Size in MB is bits times parameters (float layers at 32 bits), as in the DF-MPC paper's tables. With 'set engine=int8' (or engine=int8 here), an engine column says which layers run on integers, and notes below say why the others run in float.",
+        options: [OptionParameter("engine", .choice(Arithmetic.allCases.map(\.rawValue)),
+                                  help: "show where each layer runs under this engine (default: 'set engine')")],
+        examples: ["layers", "layers engine=int8"]
+    ) { invocation, session in
         let state = try session.requireModel(for: "layers")
-        var table = TextTable(["#", "name", "type", "shape", "params", "precision", "MB"],
-                              alignments: [.right, .left, .left, .left, .right, .left, .right])
+        let engine = invocation.string("engine").flatMap(Arithmetic.init(rawValue:)) ?? session.settings.engine
+        let placements = engine == .int8 ? IntegerPlan(BiasQuantization.simulated(state.model)).layers.map(\.placement) : nil
+        var columns = ["#", "name", "type", "shape", "params", "precision", "MB"]
+        var alignments: [TextTable.Alignment] = [.right, .left, .left, .left, .right, .left, .right]
+        if placements != nil {
+            columns.append("engine")
+            alignments.append(.left)
+        }
+        var table = TextTable(columns, alignments: alignments)
+        var reasons: [String] = []
         var totalParameters = 0
         var totalMegabytes = 0.0
-        for layer in state.model.weightLayers {
+        for (offset, layer) in state.model.weightLayers.enumerated() {
             let size = megabytes(bits: layer.precision.bits, parameters: layer.parameterCount)
             totalParameters += layer.parameterCount
             totalMegabytes += size
-            table.add([String(layer.number), layer.name, layer.kind, layer.kernelShape.map(String.init).joined(separator: "x"),
-                       String(layer.parameterCount), layer.precision.label, String(format: "%.4f", size)])
+            var row = [String(layer.number), layer.name, layer.kind, layer.kernelShape.map(String.init).joined(separator: "x"),
+                       String(layer.parameterCount), layer.precision.label, String(format: "%.4f", size)]
+            switch placements?[offset] {
+            case .int8?:
+                row.append("int8")
+            case .float(let reason)?:
+                // Layers that share a reason share its note number.
+                let note = (reasons.firstIndex(of: reason) ?? reasons.count) + 1
+                if note > reasons.count { reasons.append(reason) }
+                row.append("float [\(note)]")
+            case nil:
+                break
+            }
+            table.add(row)
         }
-        table.add(["", "total", "", "", String(totalParameters), "", String(format: "%.4f", totalMegabytes)])
+        table.add(["", "total", "", "", String(totalParameters), "", String(format: "%.4f", totalMegabytes)]
+                  + (placements == nil ? [] : [""]))
         session.output.line(table.render())
+        for (number, reason) in reasons.enumerated() { session.output.line("[\(number + 1)] \(reason)") }
     }
 
     static let stats = CommandSpec(

@@ -73,8 +73,10 @@ enum LoadEvalCommands {
             OptionParameter("stride", .integer(1...10_000_000), default: .integer(1), help: "every K-th image"),
             OptionParameter("batch", .integer(1...100_000), default: .integer(250), help: "images per forward pass"),
             OptionParameter("shard", .text, help: "evaluate only part INDEX/COUNT of the images (e.g. \"0/4\"), or auto: the part of this process's --shard; 'qsh merge' adds the parts up exactly"),
+            OptionParameter("engine", .choice(Arithmetic.allCases.map(\.rawValue)),
+                            help: "float, or int8: quantized convolutions run on integers (default: 'set engine', float)"),
         ],
-        examples: ["eval cifar10", "eval cifar10 limit=1000", "eval cifar10 stride=10", "eval cifar10 shard=auto", "eval cifar10 shard=\"1/4\"", "eval cifar10 logits to \"logits.npy\""]
+        examples: ["eval cifar10", "eval cifar10 limit=1000", "eval cifar10 engine=int8", "eval cifar10 stride=10", "eval cifar10 shard=auto", "eval cifar10 shard=\"1/4\"", "eval cifar10 logits to \"logits.npy\""]
     ) { invocation, session in
         let state = try session.requireModel(for: "eval")
         let name = invocation.string("data") ?? "cifar10"
@@ -85,12 +87,13 @@ enum LoadEvalCommands {
         let dataset = try session.dataset(named: name)
         if let limit = invocation.int("limit") { try dataset.requireRecords((limit - 1) * (invocation.int("stride") ?? 1) + 1) }
         let part = try dataPart(invocation.string("shard"), session: session)
+        let engine = invocation.string("engine").flatMap(Arithmetic.init(rawValue:)) ?? session.settings.engine
         let progress = ProgressBar("eval \(name)", sink: session.errors, enabled: session.settings.progress)
         var logits: [Float] = []
         var classes = 0
         let result = try Evaluation.run(
             model: state.model, dataset: dataset, limit: invocation.int("limit"), stride: invocation.int("stride") ?? 1,
-            part: part, batchSize: invocation.int("batch") ?? 250,
+            part: part, batchSize: invocation.int("batch") ?? 250, arithmetic: engine,
             progress: { done, total in progress.update(done: done, total: total) },
             shouldStop: { qsh_interrupt_requested() != 0 },
             logits: logitsPath == nil ? nil : { batch in
@@ -112,7 +115,17 @@ enum LoadEvalCommands {
         session.output.line(String(format: "top-1 %.2f%%  top-5 %.2f%%  (%d images, %.2f s, %.0f images/s)",
                                    result.top1, result.top5, result.count, result.seconds, result.imagesPerSecond)
                             + (part.map { " part \($0) of the images" } ?? ""))
+        if engine == .int8 { session.output.line(integerSummary(state.model)) }
         if let logitsPath { session.output.line("wrote logits (\(result.count) x \(classes), float32) to \(logitsPath)") }
+    }
+
+    /// Which layers an int8 eval ran on integers, and why the others ran in float.
+    static func integerSummary(_ model: Model) -> String {
+        let plan = IntegerPlan(BiasQuantization.simulated(model))
+        let isa = CPUCapabilities.isaName + (plan.vnni ? "" : ", no VNNI")
+        var line = "engine int8 (\(isa)): \(plan.integerLayerCount) of \(plan.layers.count) layers on integers"
+        if plan.integerLayerCount < plan.layers.count { line += "; 'layers' says why the others run in float" }
+        return line
     }
 
     /// The part of the data an eval covers: `auto` follows `--shard` outside sweeps (inside one,

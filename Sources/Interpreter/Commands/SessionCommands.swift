@@ -94,8 +94,10 @@ enum SessionCommands {
             OptionParameter("data", .path, help: "directory searched first for data sets"),
             OptionParameter("download", .boolean, help: "whether a missing model or data set may be downloaded"),
             OptionParameter("progress", .boolean, help: "whether progress bars are drawn on a terminal"),
+            OptionParameter("engine", .choice(Arithmetic.allCases.map(\.rawValue)),
+                            help: "how 'eval' computes: float, or int8 (integer convolutions where the model is quantized; see 'layers')"),
         ],
-        examples: ["set threads=2", "set models=\"/data/checkpoints\""]
+        examples: ["set threads=2", "set models=\"/data/checkpoints\"", "set engine=int8"]
     ) { invocation, session in
         if let threads = invocation.int("threads") {
             session.settings.threads = threads
@@ -105,6 +107,7 @@ enum SessionCommands {
         if let data = invocation.string("data") { session.settings.dataDirectory = data }
         if let download = invocation.bool("download") { session.settings.allowDownload = download }
         if let progress = invocation.bool("progress") { session.settings.progress = progress }
+        if let engine = invocation.string("engine").flatMap(Arithmetic.init(rawValue:)) { session.settings.engine = engine }
         if invocation.explicitOptions.isEmpty {
             let settings = session.settings
             session.output.line("threads=\(settings.threads)")
@@ -112,6 +115,7 @@ enum SessionCommands {
             session.output.line("data=\"\(settings.dataDirectory ?? "")\"")
             session.output.line("download=\(settings.allowDownload)")
             session.output.line("progress=\(settings.progress)")
+            session.output.line("engine=\(settings.engine.rawValue)")
         }
     }
 

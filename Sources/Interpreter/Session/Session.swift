@@ -99,6 +99,8 @@ public struct Settings: Sendable {
     public var dataDirectory: String?
     public var allowDownload = true
     public var progress = true
+    /// How `eval` computes: float, or int8 where the model is quantized (`IntegerPlan`).
+    public var engine: Arithmetic = .float
 }
 
 /// Everything a running recipe or REPL knows: the model, variables, results and settings.

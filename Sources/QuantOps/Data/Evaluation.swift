@@ -32,7 +32,7 @@ public enum Evaluation {
     /// each batch and `shouldStop` is polled before each, so Ctrl-C ends a run cleanly.
     /// `logits` receives each batch's logits (rows in evaluation order).
     public static func run(model: Model, dataset: CIFAR10, limit: Int? = nil, stride: Int = 1, part: Shard? = nil,
-                           batchSize: Int = 200,
+                           batchSize: Int = 200, arithmetic: Arithmetic = .float,
                            progress: ((Int, Int) -> Void)? = nil,
                            shouldStop: (() -> Bool)? = nil, logits logitsSink: ((Tensor) -> Void)? = nil) throws -> EvaluationResult {
         let selected = indices(count: dataset.count, limit: limit, stride: stride, part: part)
@@ -44,7 +44,10 @@ public enum Evaluation {
         var stoppedEarly = false
         var done = 0
         // Primitives and buffers are prepared once and reused for every batch.
-        let compiled = ConvolutionBackend.current == .oneDNN ? try CompiledModel(model) : nil
+        if arithmetic == .int8, ConvolutionBackend.current != .oneDNN {
+            throw EngineError(node: model.name, problem: "int8 arithmetic runs on oneDNN, and the convolution backend is \(ConvolutionBackend.current)")
+        }
+        let compiled = ConvolutionBackend.current == .oneDNN ? try CompiledModel(model, arithmetic: arithmetic) : nil
         while done < selected.count {
             if shouldStop?() == true {
                 stoppedEarly = true

@@ -8,8 +8,15 @@ import CDNNL
 /// oneDNN does not cover (pooling, option-A shortcut, linear, ...) run on the plain NCHW
 /// kernels, with a reorder around them. Primitives are created on the first batch of a given
 /// shape and reused. Not for concurrent use: one instance per thread.
+///
+/// With `Arithmetic.int8`, the convolutions `IntegerPlan` accepts run as oneDNN u8 x s8
+/// convolutions whose requantization, ReLU and residual sum are fused; activations between them
+/// stay u8. Everything else runs as in float, on dequantized values.
 public final class CompiledModel {
     public let model: Model
+    public let arithmetic: Arithmetic
+    /// Where each layer runs; nil for float arithmetic.
+    public let integerPlan: IntegerPlan?
     private let plan: ExecutionPlan
     private let stream: DNNLStream
     private var convolutions: [Int: (inputDims: [Int], primitive: DNNLConvolution)] = [:]
@@ -22,20 +29,34 @@ public final class CompiledModel {
         var dims: [Int]
     }
 
-    /// A node output: a buffer in the layout `descriptor` describes, logical shape `dims`.
+    /// A node output: a buffer in the layout `descriptor` describes, logical shape `dims`;
+    /// u8 codes on `grid` when the descriptor's type is u8, floats otherwise.
     private struct Activation {
         var descriptor: dnnl_memory_desc_t
         var dims: [Int]
         var buffer: UnsafeMutableRawPointer
         var bytes: Int
+        var grid: ByteGrid?
     }
 
-    public init(_ model: Model) throws {
+    /// Buffers made for one step (dequantized inputs), released when the step is done.
+    private var stepBuffers: [(UnsafeMutableRawPointer, Int)] = []
+
+    /// `vnni` says whether integer sums may skip the int16 step; it is the CPU's, and only tests
+    /// that plan for another CPU set it.
+    public init(_ model: Model, arithmetic: Arithmetic = .float, vnni: Bool = CPUCapabilities.hasVNNI) throws {
         // Biases of integer layers with a quantized input, rounded to int32 as a runtime stores them.
         let model = BiasQuantization.simulated(model)
         self.model = model
+        self.arithmetic = arithmetic
+        integerPlan = arithmetic == .int8 ? IntegerPlan(model, vnni: vnni) : nil
         plan = ExecutionPlan(model, fuse: true)
         stream = try DNNLStream()
+    }
+
+    /// The oneDNN implementation of each convolution created so far, by node name.
+    public var implementations: [String: String] {
+        Dictionary(convolutions.map { (model.nodes[$0.key].name, $0.value.primitive.implementation) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Logits (N, classes) for a normalized batch.
@@ -57,7 +78,10 @@ public final class CompiledModel {
         }
         DNNLEngine.applyThreadCount(EngineSettings.threads)
         var outputs = [Activation?](repeating: nil, count: model.nodes.count)
-        defer { for case let activation? in outputs { pool.release(activation.buffer, bytes: activation.bytes) } }
+        defer {
+            for case let activation? in outputs { pool.release(activation.buffer, bytes: activation.bytes) }
+            releaseStepBuffers()
+        }
         func value(_ source: Int, for index: Int) throws -> Activation {
             guard source >= 0, source < model.nodes.count, let value = outputs[source] else {
                 throw EngineError(node: model.nodes[index].name, problem: "input \(source) is not an earlier node of the model")
@@ -76,8 +100,22 @@ public final class CompiledModel {
                 case .conv:
                     result = try convolution(ExecutionPlan.Fusion(head: index), input: try value(node.inputs.first ?? -1, for: index),
                                              residual: nil, outputs: &outputs)
+                case .fakeQuantize(let quantizer) where integerPlan != nil && ByteGrid(quantizer) != nil:
+                    let source = node.inputs.first ?? -1
+                    if integerPlan?.absorbedQuantizers.contains(index) == true, let stored = outputs[source], stored.grid != nil {
+                        // The chain before stored its output already rounded onto this grid.
+                        result = stored
+                        outputs[source] = nil
+                    } else {
+                        result = try quantized(try value(source, for: index), ByteGrid(quantizer)!, node: index)
+                    }
                 case .shortcutA, .globalAveragePool:
-                    let source = try value(node.inputs.first ?? -1, for: index)
+                    var source = try value(node.inputs.first ?? -1, for: index)
+                    if case .shortcutA = node.operation, source.grid != nil {
+                        source = try channelsLast(source, node: index)
+                    } else {
+                        source = try floatValue(source, node: index)
+                    }
                     if let channelsLast = try channelsLastKernel(node, source) {
                         result = channelsLast
                         break
@@ -101,6 +139,7 @@ public final class CompiledModel {
                     result = try plainActivation(try fusion.evaluate(model, inputs: inputs, residual: nil))
                 }
             }
+            releaseStepBuffers()
             for source in plan.released(after: index) {
                 if let released = outputs[source] { pool.release(released.buffer, bytes: released.bytes) }
                 outputs[source] = nil
@@ -121,35 +160,41 @@ public final class CompiledModel {
         guard case .conv(let conv) = node.operation else {
             throw EngineError(node: node.name, problem: "expected a convolution")
         }
+        let chain = integerPlan?.chains[fusion.head]
+        if let chain, input.grid != chain.input {
+            throw EngineError(node: node.name, problem: "the integer input is not on the grid the plan expected")
+        }
+        let input = chain == nil ? try floatValue(input, node: fusion.head) : input
         let primitive: DNNLConvolution
         do {
-            primitive = try convolutionPrimitive(fusion, conv: conv, inputDims: input.dims)
+            primitive = try convolutionPrimitive(fusion, conv: conv, chain: chain, inputDims: input.dims)
         } catch let problem as ShapeProblem {
             throw EngineError(node: node.name, problem: problem.problem)
         }
         let sourceBuffer: UnsafeMutableRawPointer
-        var temporary: (UnsafeMutableRawPointer, Int)?
         if DNNLMemory.equal(input.descriptor, primitive.sourceDescriptor) {
             sourceBuffer = input.buffer
         } else {
-            let bytes = DNNLMemory.size(primitive.sourceDescriptor)
-            sourceBuffer = pool.acquire(bytes)
-            temporary = (sourceBuffer, bytes)
+            sourceBuffer = stepBuffer(DNNLMemory.size(primitive.sourceDescriptor))
             try reorder(input, into: primitive.sourceDescriptor, buffer: sourceBuffer, key: ReorderKey(node: fusion.head, role: 2, dims: input.dims))
         }
-        defer { if let temporary { pool.release(temporary.0, bytes: temporary.1) } }
 
         let bytes = DNNLMemory.size(primitive.destinationDescriptor)
         var destination: UnsafeMutableRawPointer
         if let residual {
-            guard let addend = outputs[residual] else {
+            guard let stored = outputs[residual] else {
                 throw EngineError(node: model.nodes[fusion.add ?? fusion.head].name, problem: "residual input \(residual) is not available")
             }
+            // An integer chain adds u8 codes on their own grid; a float chain adds float values.
+            if chain?.output != nil, stored.grid != chain?.residual {
+                throw EngineError(node: model.nodes[fusion.add ?? fusion.head].name, problem: "the residual is not on the grid the plan expected")
+            }
+            let addend = chain?.output != nil ? stored : try floatValue(stored, node: fusion.head)
             guard addend.dims == primitive.outputDims else {
                 throw EngineError(node: model.nodes[fusion.add ?? fusion.head].name,
                                   problem: "cannot add \(describeShape(primitive.outputDims)) and \(describeShape(addend.dims))")
             }
-            let lastReader = plan.lastUse[residual] == fusion.last && addend.buffer != input.buffer
+            let lastReader = plan.lastUse[residual] == fusion.last && addend.buffer == stored.buffer && addend.buffer != input.buffer
             if lastReader && DNNLMemory.equal(addend.descriptor, primitive.destinationDescriptor) {
                 destination = addend.buffer
                 outputs[residual] = nil
@@ -167,23 +212,107 @@ public final class CompiledModel {
             (DNNLArgument.bias, primitive.biasDescriptor, primitive.bias),
             (DNNLArgument.destination, primitive.destinationDescriptor, destination),
         ])
-        return Activation(descriptor: primitive.destinationDescriptor, dims: primitive.outputDims, buffer: destination, bytes: bytes)
+        return Activation(descriptor: primitive.destinationDescriptor, dims: primitive.outputDims, buffer: destination, bytes: bytes,
+                          grid: chain?.output)
     }
 
-    private func convolutionPrimitive(_ fusion: ExecutionPlan.Fusion, conv: Conv2D, inputDims: [Int]) throws -> DNNLConvolution {
+    private func convolutionPrimitive(_ fusion: ExecutionPlan.Fusion, conv: Conv2D, chain: IntegerChain?,
+                                      inputDims: [Int]) throws -> DNNLConvolution {
         if let cached = convolutions[fusion.head], cached.inputDims == inputDims { return cached.primitive }
-        let (scale, shift) = try fusion.channelMap(model, conv: conv)
-        let perChannel = conv.weight.count / max(1, conv.outChannels)
-        var weights = conv.weight.data
-        var bias = shift
-        for channel in 0..<conv.outChannels {
-            for i in 0..<perChannel { weights[channel * perChannel + i] *= scale[channel] }
-            bias[channel] += (conv.bias?.data[channel] ?? 0) * scale[channel]
+        let primitive: DNNLConvolution
+        if let chain {
+            var numerics = ConvolutionNumerics()
+            numerics.sourceType = dnnl_u8
+            numerics.weightsType = dnnl_s8
+            numerics.outputScales = chain.outputScales
+            numerics.sourceZeroPoint = chain.input.zeroPoint
+            if let output = chain.output {
+                numerics.destinationType = dnnl_u8
+                numerics.destinationZeroPoint = output.zeroPoint
+                if let residual = chain.residual {
+                    numerics.postOps.append(.sum(scale: residual.scale / output.scale, zeroPoint: residual.zeroPoint, type: dnnl_u8))
+                }
+                // The quantizer's clamp, in output steps before the zero point is added; with
+                // integer bounds, clamping before rounding equals clamping after.
+                let lower = Float(output.lower - output.zeroPoint)
+                numerics.postOps.append(.clip(lower: chain.relu ? max(0, lower) : lower, upper: Float(output.upper - output.zeroPoint)))
+            } else {
+                numerics.postOps = ConvolutionNumerics.float(residualSum: fusion.residual != nil, relu: chain.relu).postOps
+            }
+            primitive = try DNNLConvolution(stream: stream, inputDims: inputDims, conv: conv, weights: .int8(chain.codes),
+                                            bias: chain.bias, numerics: numerics)
+        } else {
+            let (scale, shift) = try fusion.channelMap(model, conv: conv)
+            let perChannel = conv.weight.count / max(1, conv.outChannels)
+            var weights = conv.weight.data
+            var bias = shift
+            for channel in 0..<conv.outChannels {
+                for i in 0..<perChannel { weights[channel * perChannel + i] *= scale[channel] }
+                bias[channel] += (conv.bias?.data[channel] ?? 0) * scale[channel]
+            }
+            primitive = try DNNLConvolution(stream: stream, inputDims: inputDims, conv: conv, weights: .float(weights), bias: bias,
+                                            numerics: .float(residualSum: fusion.residual != nil, relu: fusion.relu != nil))
         }
-        let primitive = try DNNLConvolution(stream: stream, inputDims: inputDims, conv: conv, weights: weights, bias: bias,
-                                            residualSum: fusion.residual != nil, relu: fusion.relu != nil)
         convolutions[fusion.head] = (inputDims, primitive)
         return primitive
+    }
+
+    /// A buffer that lives until the current step is done.
+    private func stepBuffer(_ bytes: Int) -> UnsafeMutableRawPointer {
+        let buffer = pool.acquire(bytes)
+        stepBuffers.append((buffer, bytes))
+        return buffer
+    }
+
+    private func releaseStepBuffers() {
+        for (buffer, bytes) in stepBuffers { pool.release(buffer, bytes: bytes) }
+        stepBuffers.removeAll(keepingCapacity: true)
+    }
+
+    /// `activation` in a layout without padding, reordered into plain order if it had some.
+    private func dense(_ activation: Activation, node: Int, role: Int) throws -> Activation {
+        guard !DNNLMemory.isDense(activation.descriptor, dims: activation.dims) else { return activation }
+        let plain = try DNNLMemory.plain(activation.dims, type: activation.descriptor.data_type)
+        let bytes = DNNLMemory.size(plain)
+        let buffer = stepBuffer(bytes)
+        try reorder(activation, into: plain, buffer: buffer, key: ReorderKey(node: node, role: role, dims: activation.dims))
+        return Activation(descriptor: plain, dims: activation.dims, buffer: buffer, bytes: bytes, grid: activation.grid)
+    }
+
+    /// The float values of an activation: itself, or its u8 codes dequantized (a step buffer).
+    private func floatValue(_ activation: Activation, node: Int) throws -> Activation {
+        guard let grid = activation.grid else { return activation }
+        let source = try dense(activation, node: node, role: 20)
+        let count = source.dims.reduce(1, *)
+        let bytes = count * 4
+        let buffer = stepBuffer(bytes)
+        let codes = source.buffer.assumingMemoryBound(to: UInt8.self)
+        let values = buffer.assumingMemoryBound(to: Float.self)
+        for i in 0..<count { values[i] = grid.value(codes[i]) }
+        return Activation(descriptor: DNNLMemory.retyped(source.descriptor, dnnl_f32), dims: source.dims, buffer: buffer,
+                          bytes: bytes, grid: nil)
+    }
+
+    /// The u8 codes of a float activation on `grid`, in its layout.
+    private func quantized(_ activation: Activation, _ grid: ByteGrid, node: Int) throws -> Activation {
+        let source = try dense(try floatValue(activation, node: node), node: node, role: 21)
+        let count = source.dims.reduce(1, *)
+        let buffer = pool.acquire(max(count, 1))
+        let values = source.buffer.assumingMemoryBound(to: Float.self)
+        let codes = buffer.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<count { codes[i] = grid.code(values[i]) }
+        return Activation(descriptor: DNNLMemory.retyped(source.descriptor, dnnl_u8), dims: source.dims, buffer: buffer,
+                          bytes: max(count, 1), grid: grid)
+    }
+
+    /// The activation in channels-last (NHWC) order, reordered into a step buffer if needed.
+    private func channelsLast(_ activation: Activation, node: Int) throws -> Activation {
+        let target = try DNNLMemory.descriptor(activation.dims, tag: dnnl_acdb, type: activation.descriptor.data_type)
+        guard activation.dims.count == 4, !DNNLMemory.equal(activation.descriptor, target) else { return activation }
+        let bytes = DNNLMemory.size(target)
+        let buffer = stepBuffer(bytes)
+        try reorder(activation, into: target, buffer: buffer, key: ReorderKey(node: node, role: 22, dims: activation.dims))
+        return Activation(descriptor: target, dims: activation.dims, buffer: buffer, bytes: bytes, grid: activation.grid)
     }
 
     private func reorder(_ activation: Activation, into descriptor: dnnl_memory_desc_t, buffer: UnsafeMutableRawPointer,
@@ -201,29 +330,42 @@ public final class CompiledModel {
 
     /// Option-A shortcut and global average pooling directly on channels-last (NHWC) data,
     /// the layout oneDNN picks for these convolutions, so no reorder is needed around them.
-    /// Nil when the activation has another layout.
+    /// The shortcut also moves u8 codes, padding with the code of 0. Nil when the activation
+    /// has another layout.
     private func channelsLastKernel(_ node: Node, _ source: Activation) throws -> Activation? {
-        guard source.dims.count == 4,
-              DNNLMemory.equal(source.descriptor, try DNNLMemory.descriptor(source.dims, tag: dnnl_acdb)) else { return nil }
+        let type = source.descriptor.data_type
+        guard source.dims.count == 4, type == dnnl_f32 || (type == dnnl_u8 && source.grid != nil),
+              DNNLMemory.equal(source.descriptor, try DNNLMemory.descriptor(source.dims, tag: dnnl_acdb, type: type)) else { return nil }
         let (n, c, h, w) = (source.dims[0], source.dims[1], source.dims[2], source.dims[3])
-        let input = source.buffer.assumingMemoryBound(to: Float.self)
         switch node.operation {
         case .shortcutA(let stride, let padChannels):
             guard stride >= 1, padChannels >= 0 else { return nil }
             let (outH, outW, outC) = ((h + stride - 1) / stride, (w + stride - 1) / stride, c + 2 * padChannels)
             let dims = [n, outC, outH, outW]
-            let bytes = dims.reduce(1, *) * 4
+            let elementBytes = type == dnnl_u8 ? 1 : 4
+            let bytes = dims.reduce(1, *) * elementBytes
             let buffer = pool.acquire(bytes)
-            let output = buffer.assumingMemoryBound(to: Float.self)
-            for pixel in 0..<(n * outH * outW) {
-                let (image, y, x) = (pixel / (outH * outW), pixel / outW % outH, pixel % outW)
-                let target = output + pixel * outC
-                target.update(repeating: 0, count: padChannels)
-                (target + padChannels).update(from: input + ((image * h + y * stride) * w + x * stride) * c, count: c)
-                (target + padChannels + c).update(repeating: 0, count: padChannels)
+            func copy<Element>(_: Element.Type, padding: Element) {
+                let input = source.buffer.assumingMemoryBound(to: Element.self)
+                let output = buffer.assumingMemoryBound(to: Element.self)
+                for pixel in 0..<(n * outH * outW) {
+                    let (image, y, x) = (pixel / (outH * outW), pixel / outW % outH, pixel % outW)
+                    let target = output + pixel * outC
+                    target.update(repeating: padding, count: padChannels)
+                    (target + padChannels).update(from: input + ((image * h + y * stride) * w + x * stride) * c, count: c)
+                    (target + padChannels + c).update(repeating: padding, count: padChannels)
+                }
             }
-            return Activation(descriptor: try DNNLMemory.descriptor(dims, tag: dnnl_acdb), dims: dims, buffer: buffer, bytes: bytes)
+            if let grid = source.grid {
+                copy(UInt8.self, padding: UInt8(truncatingIfNeeded: grid.zeroPoint))
+            } else {
+                copy(Float.self, padding: 0)
+            }
+            return Activation(descriptor: try DNNLMemory.descriptor(dims, tag: dnnl_acdb, type: type), dims: dims, buffer: buffer,
+                              bytes: bytes, grid: source.grid)
         case .globalAveragePool:
+            guard type == dnnl_f32 else { return nil }
+            let input = source.buffer.assumingMemoryBound(to: Float.self)
             let dims = [n, c, 1, 1]
             let buffer = pool.acquire(n * c * 4)
             let output = buffer.assumingMemoryBound(to: Float.self)
@@ -237,7 +379,7 @@ public final class CompiledModel {
             let divisor = Float(h * w)
             for i in 0..<(n * c) { output[i] /= divisor }
             // With a 1x1 plane, channels-last and NCHW order coincide.
-            return Activation(descriptor: try DNNLMemory.plain(dims), dims: dims, buffer: buffer, bytes: n * c * 4)
+            return Activation(descriptor: try DNNLMemory.plain(dims), dims: dims, buffer: buffer, bytes: n * c * 4, grid: nil)
         default:
             return nil
         }
@@ -247,11 +389,12 @@ public final class CompiledModel {
         let bytes = tensor.count * MemoryLayout<Float>.stride
         let buffer = pool.acquire(bytes)
         tensor.data.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: bytes) }
-        return Activation(descriptor: try DNNLMemory.plain(tensor.shape), dims: tensor.shape, buffer: buffer, bytes: bytes)
+        return Activation(descriptor: try DNNLMemory.plain(tensor.shape), dims: tensor.shape, buffer: buffer, bytes: bytes, grid: nil)
     }
 
     /// The activation as a plain row-major tensor, reordered out of a blocked layout if needed.
     private func tensor(from activation: Activation, node: Int, role: Int) throws -> Tensor {
+        let activation = try floatValue(activation, node: node)
         let plain = try DNNLMemory.plain(activation.dims)
         let count = activation.dims.reduce(1, *)
         var data = [Float](repeating: 0, count: count)

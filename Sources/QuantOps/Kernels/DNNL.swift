@@ -95,18 +95,32 @@ final class DNNLPrimitive {
 }
 
 enum DNNLMemory {
-    static func descriptor(_ dims: [Int], tag: dnnl_format_tag_t) throws -> dnnl_memory_desc_t {
+    static func descriptor(_ dims: [Int], tag: dnnl_format_tag_t, type: dnnl_data_type_t = dnnl_f32) throws -> dnnl_memory_desc_t {
         var descriptor = dnnl_memory_desc_t()
         let dims64 = dims.map(Int64.init)
-        try dnnlCheck(dnnl_memory_desc_init_by_tag(&descriptor, Int32(dims.count), dims64, dnnl_f32, tag),
+        try dnnlCheck(dnnl_memory_desc_init_by_tag(&descriptor, Int32(dims.count), dims64, type, tag),
                       "dnnl_memory_desc_init_by_tag")
         return descriptor
     }
 
-    static func plain(_ dims: [Int]) throws -> dnnl_memory_desc_t {
+    static func plain(_ dims: [Int], type: dnnl_data_type_t = dnnl_f32) throws -> dnnl_memory_desc_t {
         let tags: [dnnl_format_tag_t] = [dnnl_a, dnnl_ab, dnnl_abc, dnnl_abcd, dnnl_abcde]
         guard dims.count >= 1, dims.count <= tags.count else { throw DNNLError(call: "plain layout of rank \(dims.count)", status: -1) }
-        return try descriptor(dims, tag: tags[dims.count - 1])
+        return try descriptor(dims, tag: tags[dims.count - 1], type: type)
+    }
+
+    /// The same layout holding another element type. Strides count elements, so a dense layout
+    /// stays dense and element-wise loops can convert between the two buffers directly.
+    static func retyped(_ descriptor: dnnl_memory_desc_t, _ type: dnnl_data_type_t) -> dnnl_memory_desc_t {
+        var result = descriptor
+        result.data_type = type
+        return result
+    }
+
+    /// Whether the buffer holds exactly the logical elements, with no padding between blocks.
+    static func isDense(_ descriptor: dnnl_memory_desc_t, dims: [Int]) -> Bool {
+        let elementBytes = descriptor.data_type == dnnl_f32 || descriptor.data_type == dnnl_s32 ? 4 : 1
+        return size(descriptor) == dims.reduce(1, *) * elementBytes
     }
 
     static func size(_ descriptor: dnnl_memory_desc_t) -> Int {
@@ -131,10 +145,46 @@ enum DNNLMemory {
     }
 }
 
+/// How a convolution primitive computes: the element types, and the quantization attributes
+/// of an integer convolution. Float convolutions use `.float`.
+struct ConvolutionNumerics {
+    /// A step oneDNN applies to the scaled accumulator before storing it, in order.
+    enum PostOp {
+        /// Adds `scale * (residual - zeroPoint)`, the residual already in the destination buffer.
+        case sum(scale: Float, zeroPoint: Int32, type: dnnl_data_type_t)
+        case relu
+        /// Clamps to [lower, upper], in destination units before the zero point is added.
+        case clip(lower: Float, upper: Float)
+    }
+
+    var sourceType = dnnl_f32
+    var weightsType = dnnl_f32
+    var destinationType = dnnl_f32
+    /// Per output channel: the int32 accumulator (plus bias) times this is the destination value.
+    var outputScales: [Float]?
+    var sourceZeroPoint: Int32 = 0
+    var destinationZeroPoint: Int32 = 0
+    var postOps: [PostOp] = []
+
+    /// f32 throughout, with an optional residual sum and ReLU.
+    static func float(residualSum: Bool, relu: Bool) -> ConvolutionNumerics {
+        var numerics = ConvolutionNumerics()
+        if residualSum { numerics.postOps.append(.sum(scale: 1, zeroPoint: 0, type: dnnl_f32)) }
+        if relu { numerics.postOps.append(.relu) }
+        return numerics
+    }
+}
+
 /// A convolution primitive with the layouts oneDNN picked for it, and its weights already in
 /// the picked layout. Batch norm is folded into weights and bias; ReLU and a residual sum run
 /// as post-ops.
 final class DNNLConvolution {
+    /// Weights in plain (O, I/G, KH, KW) order: float values, or int8 codes.
+    enum Weights {
+        case float([Float])
+        case int8([Int8])
+    }
+
     let primitive: DNNLPrimitive
     let sourceDescriptor: dnnl_memory_desc_t
     let destinationDescriptor: dnnl_memory_desc_t
@@ -143,20 +193,23 @@ final class DNNLConvolution {
     let weights: UnsafeMutableRawPointer
     let bias: UnsafeMutableRawPointer
     let outputDims: [Int]
+    /// The implementation oneDNN chose, e.g. "jit_uni_int8:avx2"; shown by benchmarks and `layers`.
+    let implementation: String
 
-    /// `weights` (O, I/G, KH, KW) and `bias` (O) are the already-folded values.
-    init(stream: DNNLStream, inputDims: [Int], conv: Conv2D, weights foldedWeights: [Float], bias foldedBias: [Float],
-         residualSum: Bool, relu: Bool) throws {
+    /// `bias` (O) is f32: the folded bias of a float convolution, or the bias in accumulator
+    /// units of an integer one (oneDNN adds it before the output scales).
+    init(stream: DNNLStream, inputDims: [Int], conv: Conv2D, weights plainWeights: Weights, bias foldedBias: [Float],
+         numerics: ConvolutionNumerics) throws {
         let geometry = try ConvolutionGeometry(input: inputDims, conv: conv)
         let engine = stream.engine
         outputDims = [geometry.batch, geometry.outChannels, geometry.outHeight, geometry.outWidth]
         let weightDims = conv.groups == 1
             ? conv.weight.shape
             : [conv.groups, geometry.outChannelsPerGroup] + conv.weight.shape.dropFirst()
-        var sourceAny = try DNNLMemory.descriptor(inputDims, tag: dnnl_format_tag_any)
-        var weightsAny = try DNNLMemory.descriptor(weightDims, tag: dnnl_format_tag_any)
+        var sourceAny = try DNNLMemory.descriptor(inputDims, tag: dnnl_format_tag_any, type: numerics.sourceType)
+        var weightsAny = try DNNLMemory.descriptor(weightDims, tag: dnnl_format_tag_any, type: numerics.weightsType)
         var biasPlain = try DNNLMemory.plain([geometry.outChannels])
-        var destinationAny = try DNNLMemory.descriptor(outputDims, tag: dnnl_format_tag_any)
+        var destinationAny = try DNNLMemory.descriptor(outputDims, tag: dnnl_format_tag_any, type: numerics.destinationType)
         var descriptor = dnnl_convolution_desc_t()
         let strides: [Int64] = [Int64(geometry.strideY), Int64(geometry.strideX)]
         // oneDNN counts dilation from 0 (no gaps), PyTorch from 1.
@@ -174,11 +227,34 @@ final class DNNLConvolution {
         var attributes: dnnl_primitive_attr_t?
         try dnnlCheck(dnnl_primitive_attr_create(&attributes), "dnnl_primitive_attr_create")
         defer { dnnl_primitive_attr_destroy(attributes) }
+        if let scales = numerics.outputScales {
+            // Mask bit 1: one scale per index of dimension 1, the output channel.
+            try dnnlCheck(dnnl_primitive_attr_set_output_scales(attributes, Int64(scales.count), scales.count == 1 ? 0 : 1 << 1, scales),
+                          "dnnl_primitive_attr_set_output_scales")
+        }
+        if numerics.sourceZeroPoint != 0 {
+            var zeroPoint = numerics.sourceZeroPoint
+            try dnnlCheck(dnnl_primitive_attr_set_zero_points(attributes, DNNLArgument.source, 1, 0, &zeroPoint),
+                          "dnnl_primitive_attr_set_zero_points(source)")
+        }
+        if numerics.destinationZeroPoint != 0 {
+            var zeroPoint = numerics.destinationZeroPoint
+            try dnnlCheck(dnnl_primitive_attr_set_zero_points(attributes, DNNLArgument.destination, 1, 0, &zeroPoint),
+                          "dnnl_primitive_attr_set_zero_points(destination)")
+        }
         var postOps: dnnl_post_ops_t?
         try dnnlCheck(dnnl_post_ops_create(&postOps), "dnnl_post_ops_create")
         defer { dnnl_post_ops_destroy(postOps) }
-        if residualSum { try dnnlCheck(dnnl_post_ops_append_sum(postOps, 1), "dnnl_post_ops_append_sum") }
-        if relu { try dnnlCheck(dnnl_post_ops_append_eltwise(postOps, 1, dnnl_eltwise_relu, 0, 0), "dnnl_post_ops_append_eltwise") }
+        for postOp in numerics.postOps {
+            switch postOp {
+            case .sum(let scale, let zeroPoint, let type):
+                try dnnlCheck(dnnl_post_ops_append_sum_v3(postOps, scale, zeroPoint, type), "dnnl_post_ops_append_sum_v3")
+            case .relu:
+                try dnnlCheck(dnnl_post_ops_append_eltwise(postOps, 1, dnnl_eltwise_relu, 0, 0), "dnnl_post_ops_append_eltwise")
+            case .clip(let lower, let upper):
+                try dnnlCheck(dnnl_post_ops_append_eltwise(postOps, 1, dnnl_eltwise_clip, lower, upper), "dnnl_post_ops_append_eltwise")
+            }
+        }
         try dnnlCheck(dnnl_primitive_attr_set_post_ops(attributes, postOps), "dnnl_primitive_attr_set_post_ops")
         var primitiveDescriptor: dnnl_primitive_desc_t?
         try withUnsafePointer(to: &descriptor) { pointer in
@@ -190,18 +266,27 @@ final class DNNLConvolution {
         sourceDescriptor = dnnl_primitive_desc_query_md(primitiveDescriptor, dnnl_query_src_md, 0).pointee
         weightsDescriptor = dnnl_primitive_desc_query_md(primitiveDescriptor, dnnl_query_weights_md, 0).pointee
         destinationDescriptor = dnnl_primitive_desc_query_md(primitiveDescriptor, dnnl_query_dst_md, 0).pointee
+        var name: UnsafePointer<CChar>?
+        implementation = dnnl_primitive_desc_query(primitiveDescriptor, dnnl_query_impl_info_str, 0, &name) == dnnl_success
+            ? name.map { String(cString: $0) } ?? "?" : "?"
         biasDescriptor = biasPlain
         primitive = try DNNLPrimitive(descriptor: primitiveDescriptor)
 
         weights = UnsafeMutableRawPointer.allocate(byteCount: max(4, DNNLMemory.size(weightsDescriptor)), alignment: 64)
         bias = UnsafeMutableRawPointer.allocate(byteCount: geometry.outChannels * 4, alignment: 64)
         foldedBias.withUnsafeBytes { bias.copyMemory(from: $0.baseAddress!, byteCount: geometry.outChannels * 4) }
-        var plainWeights = foldedWeights
-        let plainDescriptor = try DNNLMemory.plain(weightDims)
+        // The reorder into oneDNN's layout also computes the compensation terms an integer
+        // convolution with a source zero point keeps beside its weights.
+        let plainDescriptor = try DNNLMemory.plain(weightDims, type: numerics.weightsType)
         let reorder = try DNNLMemory.reorder(from: plainDescriptor, to: weightsDescriptor, engine: engine)
-        try plainWeights.withUnsafeMutableBytes { source in
+        let weightsBuffer = weights
+        func reorderWeights(_ source: UnsafeMutableRawBufferPointer) throws {
             try stream.execute(reorder, [(DNNLArgument.source, plainDescriptor, source.baseAddress!),
-                                         (DNNLArgument.destination, weightsDescriptor, weights)])
+                                         (DNNLArgument.destination, weightsDescriptor, weightsBuffer)])
+        }
+        switch plainWeights {
+        case .float(var values): try values.withUnsafeMutableBytes(reorderWeights)
+        case .int8(var codes): try codes.withUnsafeMutableBytes(reorderWeights)
         }
     }
 
