@@ -47,8 +47,12 @@ enum LoadEvalCommands {
                                    + "which has no public download); or read a file with 'load \(entry.name) from \"FILE\"'")
             }
         }
-        let stateDict = try CheckpointReader.read(contentsOf: url)
-        let model = try ModelZoo.build(entry, from: stateDict)
+        let checkpoint = try CheckpointReader.readCheckpoint(contentsOf: url)
+        // A file written by 'save ... int8=true' holds integer codes: back to the same state.
+        var stateDict = checkpoint.stateDict
+        let precisions = try IntegerCheckpoint.dequantize(&stateDict, metadata: checkpoint.metadata, file: url.lastPathComponent)
+        var model = try ModelZoo.build(entry, from: stateDict)
+        try IntegerCheckpoint.apply(precisions, to: &model, file: url.lastPathComponent)
         let checksum = try? Checksum.sha256(of: url)
         let state = ModelState(model: model, origin: entry.name, checksum: checksum)
         session.current = state
@@ -146,15 +150,24 @@ enum LoadEvalCommands {
 
     static let save = CommandSpec(
         ["save"], group: .model, summary: "Write the current weights as safetensors, under PyTorch key names",
-        help: "Quantized layers are written as their fake-quantized float values, BN as it stands. The file appears only when complete (written to a temporary file, then renamed).",
+        help: "Quantized layers are written as their fake-quantized float values, BN as it stands; with int8=true they are written as integer codes with their scales and zero points (LAYER.weight as I8, or I32 for grids wider than 8 bits, LAYER.weight_scale, LAYER.weight_zero_point; w = scale * (code - zero point) per output channel), so that a runtime needs no re-quantization, and 'load ... from' gives the same state back. The file appears only when complete (written to a temporary file, then renamed).",
         positionals: [Positional("file", .path, help: "the .safetensors file to write")],
-        examples: ["save \"resnet20-mp26.safetensors\""]
+        options: [OptionParameter("int8", .boolean, default: .boolean(false), help: "store quantized weights as integer codes, scales and zero points")],
+        examples: ["save \"resnet20-mp26.safetensors\"", "save \"resnet20-w8.safetensors\" int8=true"]
     ) { invocation, session in
         let state = try session.requireModel(for: "save")
         let path = invocation.string("file") ?? ""
-        let metadata = ["qsh_version": QshVersion.string, "model": state.origin, "steps": state.steps.joined(separator: "; ")]
-        try SafeTensorsWriter.write(state.model.stateDict(), to: URL(fileURLWithPath: path), metadata: metadata)
-        session.output.line("saved \(state.model.stateDict().count) tensors to \(path)")
+        var metadata = ["qsh_version": QshVersion.string, "model": state.origin, "steps": state.steps.joined(separator: "; ")]
+        var dict = state.model.stateDict()
+        var integerLayers = 0
+        if invocation.bool("int8") == true {
+            let (integerDict, precisions) = try IntegerCheckpoint.stateDict(of: state.model)
+            dict = integerDict
+            metadata.merge(precisions) { _, new in new }
+            integerLayers = state.model.weightLayers.filter(\.precision.isQuantized).count
+        }
+        try SafeTensorsWriter.write(dict, to: URL(fileURLWithPath: path), metadata: metadata)
+        session.output.line("saved \(dict.count) tensors to \(path)" + (integerLayers > 0 ? " (\(integerLayers) layers as integer codes)" : ""))
     }
 
     static let recalibrateBatchNorm = CommandSpec(
