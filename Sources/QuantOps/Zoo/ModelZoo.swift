@@ -122,11 +122,18 @@ private struct GraphBuilder {
     mutating func conv(_ name: String, _ input: Int, in inChannels: Int, out outChannels: Int,
                        kernel: Int, stride: Int) throws -> Int {
         let weight = try tensor(name + ".weight", [outChannels, inChannels, kernel, kernel])
+        // Saved after 'fold bn', a convolution carries its batch norm in a bias.
+        let bias = stateDict[name + ".bias"] == nil ? nil : try tensor(name + ".bias", [outChannels])
         let padding = kernel / 2
-        return append(name, .conv(Conv2D(weight: weight, stride: (stride, stride), padding: (padding, padding))), [input])
+        return append(name, .conv(Conv2D(weight: weight, bias: bias, stride: (stride, stride), padding: (padding, padding))), [input])
     }
 
     mutating func batchNorm(_ name: String, _ input: Int, channels: Int) throws -> Int {
+        // A checkpoint saved after 'fold bn' has no batch norm after a convolution with a bias.
+        if stateDict[name + ".weight"] == nil, stateDict[name + ".running_mean"] == nil,
+           case .conv(let conv) = nodes[input].operation, conv.bias != nil {
+            return input
+        }
         let norm = BatchNorm(gamma: try tensor(name + ".weight", [channels]),
                              beta: try tensor(name + ".bias", [channels]),
                              runningMean: try tensor(name + ".running_mean", [channels]),
