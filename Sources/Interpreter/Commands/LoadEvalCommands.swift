@@ -112,7 +112,8 @@ enum LoadEvalCommands {
         session.values["top1"] = result.top1
         session.values["top5"] = result.top5
         session.values["images"] = Double(result.count)
-        session.evaluations.append(EvaluationRecord(state: state.summary, dataset: name, images: result.count,
+        // An int8 evaluation is a measurement of its own: the results table and reports say so.
+        session.evaluations.append(EvaluationRecord(state: state.summary + (engine == .int8 ? " [engine int8]" : ""), dataset: name, images: result.count,
                                                     top1: result.top1, top5: result.top5, seconds: result.seconds,
                                                     top1Correct: result.top1Correct, top5Correct: result.top5Correct,
                                                     dataShard: part))
