@@ -222,7 +222,10 @@ public struct QuantizationAwareTraining: Sendable {
                            epochsCompleted: 0, kl: .nan)
     }
 
-    /// The student with `master` in place: quantized weights projected onto their grids.
+    /// The student with `master` in place: quantized weights projected onto their grids, and
+    /// biases rounded to int32 as a runtime stores them (`BiasQuantization`), so that training
+    /// sees the forward pass that evaluation and export compute; their gradients pass straight
+    /// through the rounding, as the weights' do.
     public func model(master: [[Float]]) -> Model {
         var model = student
         for (parameter, values) in zip(parameters, master) {
@@ -241,7 +244,7 @@ public struct QuantizationAwareTraining: Sendable {
                 break
             }
         }
-        return model
+        return BiasQuantization.simulated(model)
     }
 
     /// The teacher's log-probabilities for every image of `data`, row by row.
