@@ -69,7 +69,7 @@ enum QLangHarness {
         invariant(reparsed == program, "printed program parses to another tree\n--- input\n\(text)\n--- printed\n\(printed)")
         let reprinted = Printer.print(reparsed)
         invariant(reprinted == printed, "printing is not a fixed point\n--- first\n\(printed)\n--- second\n\(reprinted)")
-        checkRecipe(text)
+        checkRecipe(program, parsedFrom: source)
     }
 
     /// A diagnostic points into the text: at a line that exists, or just past the last.
@@ -86,12 +86,13 @@ enum QLangHarness {
         invariant(diagnostic.length >= 1, "diagnostic of length \(diagnostic.length)")
     }
 
-    /// Binds every command against the registry without running it, as `qsh check` does.
-    static func checkRecipe(_ text: String) {
+    /// Binds every command against the registry without running it, as `qsh check` does after
+    /// parsing (the program parsed above, not parsed a third time).
+    static func checkRecipe(_ program: Program, parsedFrom source: SourceFile) {
         let output = CapturedOutput()
         let errors = CapturedOutput()
         let session = Session(output: output, errors: errors)
-        let status = RecipeRunner(session: session).run(text: text, fileName: "fuzz.qs", checkOnly: true)
+        let status = RecipeRunner(session: session).run(program, parsedFrom: source, checkOnly: true)
         invariant((status == .success) == errors.text.isEmpty,
                   "check returned \(status) with errors \"\(errors.text)\"")
         invariant(session.current == nil, "checking a recipe loaded a model")
