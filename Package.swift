@@ -59,8 +59,10 @@ let package = Package(
 
         // Fuzz targets (docs/fuzzing.md): scripts/fuzz.sh builds them with libFuzzer and -DQSH_LIBFUZZER;
         // a plain build makes them replay saved inputs, so they are always compiled.
-        .executableTarget(name: "FuzzQLang", dependencies: ["QLang", "Interpreter"], path: "Fuzz/FuzzQLang"),
-        .executableTarget(name: "FuzzCheckpoints", dependencies: ["QuantOps"], path: "Fuzz/FuzzCheckpoints"),
+        // FuzzSupport holds what both share: the libFuzzer entry points, replaying files, `invariant`.
+        .target(name: "FuzzSupport", path: "Fuzz/FuzzSupport"),
+        .executableTarget(name: "FuzzQLang", dependencies: ["FuzzSupport", "QLang", "Interpreter"], path: "Fuzz/FuzzQLang"),
+        .executableTarget(name: "FuzzCheckpoints", dependencies: ["FuzzSupport", "QuantOps"], path: "Fuzz/FuzzCheckpoints"),
 
         .testTarget(name: "QLangTests", dependencies: ["QLang"]),
         .testTarget(name: "QuantOpsTests", dependencies: ["QuantOps", "ONNX"]),

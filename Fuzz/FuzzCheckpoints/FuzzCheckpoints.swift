@@ -1,16 +1,22 @@
 import Foundation
+import FuzzSupport
 @_spi(Fuzzing) import QuantOps
 
 /// Fuzz targets over the files qsh reads: pickles, torch checkpoints, safetensors and CIFAR-10
 /// batches. scripts/fuzz.sh builds this with libFuzzer and picks the harness with
 /// QSH_FUZZ_TARGET; see docs/fuzzing.md.
-let harnesses: [String: @Sendable ([UInt8]) -> Void] = [
-    "pickle": PickleHarness.run,
-    "torch-legacy": { CheckpointHarness.run($0, format: .legacyPickle) },
-    "torch-zip": { CheckpointHarness.run($0, format: .torchZip) },
-    "safetensors": { CheckpointHarness.run($0, format: .safetensors) },
-    "cifar": CIFARHarness.run,
-]
+@main
+struct FuzzMain {
+    static func main() {
+        FuzzDriver.main(product: "FuzzCheckpoints", harnesses: [
+            "pickle": PickleHarness.run,
+            "torch-legacy": { CheckpointHarness.run($0, format: .legacyPickle) },
+            "torch-zip": { CheckpointHarness.run($0, format: .torchZip) },
+            "safetensors": { CheckpointHarness.run($0, format: .safetensors) },
+            "cifar": CIFARHarness.run,
+        ])
+    }
+}
 
 /// The unpickler alone: whatever it builds is well formed.
 enum PickleHarness {
@@ -118,71 +124,3 @@ func expectCheckpointError(_ error: Error, file: String) {
     guard let error = error as? CheckpointError else { return invariant(false, "\(error) is not a CheckpointError") }
     invariant(error.description.hasPrefix("\(file): "), "error does not name the file: \(error)")
 }
-
-func invariant(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {
-    if !condition() {
-        FileHandle.standardError.write(Data(("invariant failed: " + message() + "\n").utf8))
-        abort()
-    }
-}
-
-/// The harness QSH_FUZZ_TARGET names.
-let selectedHarness: @Sendable ([UInt8]) -> Void = {
-    let name = ProcessInfo.processInfo.environment["QSH_FUZZ_TARGET"] ?? ""
-    guard let harness = harnesses[name] else {
-        FileHandle.standardError.write(Data("QSH_FUZZ_TARGET=\(name): not one of \(harnesses.keys.sorted())\n".utf8))
-        exit(2)
-    }
-    return harness
-}()
-
-/// libFuzzer calls this once per input.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    selectedHarness(Array(UnsafeBufferPointer(start: data, count: size)))
-    return 0
-}
-
-@main
-struct FuzzMain {
-    static func main() {
-        #if QSH_LIBFUZZER
-        // Built with -sanitize=fuzzer (scripts/fuzz.sh): hand the command line to libFuzzer's driver.
-        exit(runLibFuzzer(fuzz))
-        #else
-        // A plain build replays saved inputs (a corpus, a reproducer) once each:
-        // FuzzCheckpoints TARGET FILE...
-        let arguments = Array(CommandLine.arguments.dropFirst())
-        guard let name = arguments.first, let harness = harnesses[name] else {
-            print("usage: FuzzCheckpoints \(harnesses.keys.sorted().joined(separator: "|")) FILE...")
-            exit(2)
-        }
-        for path in arguments.dropFirst() {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                print("\(path): cannot be read")
-                exit(1)
-            }
-            harness([UInt8](data))
-        }
-        print("\(arguments.count - 1) inputs ran")
-        #endif
-    }
-}
-
-#if QSH_LIBFUZZER
-/// Runs libFuzzer's driver (`LLVMFuzzerRunDriver`, linked in by -sanitize=fuzzer) over this
-/// process's arguments. SwiftPM names the program's entry point itself, so libFuzzer's own
-/// `main` cannot be used; the driver is looked up at run time to call it with C conventions.
-func runLibFuzzer(_ callback: @escaping @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt {
-    typealias Driver = @convention(c) (
-        UnsafeMutablePointer<CInt>, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-        @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
-    guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "LLVMFuzzerRunDriver") else {
-        FileHandle.standardError.write(Data("LLVMFuzzerRunDriver is missing: build with -sanitize=fuzzer\n".utf8))
-        return 2
-    }
-    var argc = CommandLine.argc
-    var argv = CommandLine.unsafeArgv
-    return unsafeBitCast(symbol, to: Driver.self)(&argc, &argv, callback)
-}
-#endif

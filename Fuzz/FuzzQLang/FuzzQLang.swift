@@ -1,13 +1,17 @@
 import Foundation
+import FuzzSupport
 import Interpreter
 import QLang
 
 /// Fuzz targets over recipe text and the interpreter's inputs. scripts/fuzz.sh builds this
 /// with libFuzzer and picks the harness with QSH_FUZZ_TARGET; see docs/fuzzing.md.
-let harnesses: [String: @Sendable ([UInt8]) -> Void] = [
-    "qlang": QLangHarness.run,
-    "run-record": RunRecordHarness.run,
-]
+@main
+struct FuzzMain {
+    static func main() {
+        FuzzDriver.main(product: "FuzzQLang", harnesses: ["qlang": QLangHarness.run, "run-record": RunRecordHarness.run],
+                        defaultTarget: "qlang")
+    }
+}
 
 /// The JSON run records `qsh merge` reads: one damaged record beside an intact one.
 enum RunRecordHarness {
@@ -69,7 +73,7 @@ enum QLangHarness {
         invariant(reparsed == program, "printed program parses to another tree\n--- input\n\(text)\n--- printed\n\(printed)")
         let reprinted = Printer.print(reparsed)
         invariant(reprinted == printed, "printing is not a fixed point\n--- first\n\(printed)\n--- second\n\(reprinted)")
-        checkRecipe(text)
+        checkRecipe(program, parsedFrom: source)
     }
 
     /// A diagnostic points into the text: at a line that exists, or just past the last.
@@ -86,82 +90,15 @@ enum QLangHarness {
         invariant(diagnostic.length >= 1, "diagnostic of length \(diagnostic.length)")
     }
 
-    /// Binds every command against the registry without running it, as `qsh check` does.
-    static func checkRecipe(_ text: String) {
+    /// Binds every command against the registry without running it, as `qsh check` does after
+    /// parsing (the program parsed above, not parsed a third time).
+    static func checkRecipe(_ program: Program, parsedFrom source: SourceFile) {
         let output = CapturedOutput()
         let errors = CapturedOutput()
         let session = Session(output: output, errors: errors)
-        let status = RecipeRunner(session: session).run(text: text, fileName: "fuzz.qs", checkOnly: true)
+        let status = RecipeRunner(session: session).run(program, parsedFrom: source, checkOnly: true)
         invariant((status == .success) == errors.text.isEmpty,
                   "check returned \(status) with errors \"\(errors.text)\"")
         invariant(session.current == nil, "checking a recipe loaded a model")
     }
 }
-
-func invariant(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {
-    if !condition() {
-        FileHandle.standardError.write(Data(("invariant failed: " + message() + "\n").utf8))
-        abort()
-    }
-}
-
-/// The harness QSH_FUZZ_TARGET names.
-let selectedHarness: @Sendable ([UInt8]) -> Void = {
-    let name = ProcessInfo.processInfo.environment["QSH_FUZZ_TARGET"] ?? "qlang"
-    guard let harness = harnesses[name] else {
-        FileHandle.standardError.write(Data("QSH_FUZZ_TARGET=\(name): not one of \(harnesses.keys.sorted())\n".utf8))
-        exit(2)
-    }
-    return harness
-}()
-
-/// libFuzzer calls this once per input.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    selectedHarness(Array(UnsafeBufferPointer(start: data, count: size)))
-    return 0
-}
-
-@main
-struct FuzzMain {
-    static func main() {
-        #if QSH_LIBFUZZER
-        // Built with -sanitize=fuzzer (scripts/fuzz.sh): hand the command line to libFuzzer's driver.
-        exit(runLibFuzzer(fuzz))
-        #else
-        // A plain build replays saved inputs (a corpus, a reproducer) once each:
-        // FuzzQLang TARGET FILE...
-        let arguments = Array(CommandLine.arguments.dropFirst())
-        guard let name = arguments.first, let harness = harnesses[name] else {
-            print("usage: FuzzQLang \(harnesses.keys.sorted().joined(separator: "|")) FILE...")
-            exit(2)
-        }
-        for path in arguments.dropFirst() {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                print("\(path): cannot be read")
-                exit(1)
-            }
-            harness([UInt8](data))
-        }
-        print("\(arguments.count - 1) inputs ran")
-        #endif
-    }
-}
-
-#if QSH_LIBFUZZER
-/// Runs libFuzzer's driver (`LLVMFuzzerRunDriver`, linked in by -sanitize=fuzzer) over this
-/// process's arguments. SwiftPM names the program's entry point itself, so libFuzzer's own
-/// `main` cannot be used; the driver is looked up at run time to call it with C conventions.
-func runLibFuzzer(_ callback: @escaping @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt {
-    typealias Driver = @convention(c) (
-        UnsafeMutablePointer<CInt>, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-        @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
-    guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "LLVMFuzzerRunDriver") else {
-        FileHandle.standardError.write(Data("LLVMFuzzerRunDriver is missing: build with -sanitize=fuzzer\n".utf8))
-        return 2
-    }
-    var argc = CommandLine.argc
-    var argv = CommandLine.unsafeArgv
-    return unsafeBitCast(symbol, to: Driver.self)(&argc, &argv, callback)
-}
-#endif

@@ -10,7 +10,11 @@ public enum Suggestion {
         let threshold = typed.count <= 3 ? 1 : max(2, typed.count / 3)
         var best: (candidate: String, distance: Int)?
         for candidate in candidates {
-            let distance = editDistance(typed, Array(candidate.lowercased().unicodeScalars))
+            let letters = Array(candidate.lowercased().unicodeScalars)
+            // The distance is at least the difference in length: far longer or shorter words
+            // (a mistyped paragraph) are not compared letter by letter.
+            guard abs(letters.count - typed.count) <= threshold else { continue }
+            let distance = editDistance(typed, letters)
             if distance <= threshold, distance < (best?.distance ?? Int.max) {
                 best = (candidate, distance)
             }

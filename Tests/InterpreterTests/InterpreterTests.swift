@@ -134,6 +134,22 @@ final class InterpreterTests: XCTestCase {
         XCTAssertTrue(harness.errors.text.contains("test.qs:2:25"), harness.errors.text)
     }
 
+    func testCheckingAParsedProgramReportsAsCheckingItsText() throws {
+        let text = "print 1\nlaod resnet20"
+        let source = SourceFile(name: "parsed.qs", text: text)
+        let parsed = RecipeHarness()
+        XCTAssertEqual(RecipeRunner(session: parsed.session).run(try Parser.parse(source), parsedFrom: source, checkOnly: true),
+                       .recipeFailed)
+        let fromText = RecipeHarness()
+        XCTAssertEqual(RecipeRunner(session: fromText.session).run(text: text, fileName: "parsed.qs", checkOnly: true),
+                       .recipeFailed)
+        XCTAssertEqual(parsed.errors.text, fromText.errors.text)
+        XCTAssertTrue(parsed.errors.text.contains("parsed.qs:2:1: error: unknown command 'laod'"), parsed.errors.text)
+        XCTAssertTrue(parsed.errors.text.contains("did you mean 'load'?"), parsed.errors.text)
+        XCTAssertEqual(parsed.session.mainRecipe, "parsed.qs")
+        XCTAssertEqual(parsed.output.text, "", "nothing ran")
+    }
+
     func testHelpListsCommandsAndExplainsOne() {
         let harness = RecipeHarness()
         harness.run("help")

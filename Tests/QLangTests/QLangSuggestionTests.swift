@@ -21,6 +21,41 @@ final class QLangSuggestionTests: XCTestCase {
         XCTAssertNil(Suggestion.closest(to: "eval", among: []))
     }
 
+    func testWordsOfOtherLengthsAreComparedOnlyWithinTheThreshold() {
+        XCTAssertEqual(Suggestion.closest(to: "evalxx", among: commands), "eval", "two letters more, threshold 2")
+        XCTAssertNil(Suggestion.closest(to: "evalxxx", among: commands), "three letters more, threshold 2")
+        XCTAssertEqual(Suggestion.closest(to: "quantizeXY", among: commands), "quantize")
+        XCTAssertNil(Suggestion.closest(to: String(repeating: "load", count: 300), among: commands))
+        // Skipping by length never changes the answer: compare with every candidate measured.
+        func reference(_ word: String, _ candidates: [String]) -> String? {
+            let typed = Array(word.lowercased().unicodeScalars)
+            guard !typed.isEmpty else { return nil }
+            let threshold = typed.count <= 3 ? 1 : max(2, typed.count / 3)
+            var best: (String, Int)?
+            for candidate in candidates {
+                let distance = Suggestion.editDistance(typed, Array(candidate.lowercased().unicodeScalars))
+                if distance <= threshold, distance < (best?.1 ?? Int.max) { best = (candidate, distance) }
+            }
+            return best?.0
+        }
+        var generator = SystemRandomNumberGenerator()
+        let letters = Array("aelodqunt")
+        for _ in 0..<2000 {
+            // A command with up to five letters inserted, removed or replaced.
+            var edited = Array(commands.randomElement(using: &generator)!)
+            for _ in 0..<Int.random(in: 0...5, using: &generator) {
+                let place = Int.random(in: 0...edited.count, using: &generator)
+                switch Int.random(in: 0..<3, using: &generator) {
+                case 0: edited.insert(letters.randomElement(using: &generator)!, at: place)
+                case 1: if place < edited.count { edited.remove(at: place) }
+                default: if place < edited.count { edited[place] = letters.randomElement(using: &generator)! }
+                }
+            }
+            let word = String(edited)
+            XCTAssertEqual(Suggestion.closest(to: word, among: commands), reference(word, commands), word)
+        }
+    }
+
     func testTiesGoToTheEarlierCandidate() {
         XCTAssertEqual(Suggestion.closest(to: "bat", among: ["cat", "bar"]), "cat")
     }

@@ -146,6 +146,40 @@ final class FaultTests: XCTestCase {
         XCTAssertEqual(listing(), ["model.safetensors", "run.json"])
     }
 
+    /// A full file system (a tmpfs of 256 KiB, filled): each write fails with "No space left on
+    /// device" naming its file, the old files stay as they were, and nothing else is left.
+    func testAFullDiskFailsEveryWriteAndKeepsTheOldFiles() throws {
+        let disk = try TinyFileSystem(mountedAt: directory.appendingPathComponent("disk"), for: self)
+        let old = Data("the old file".utf8)
+        var writes = [("history.qs", "print 1\nhistory save \"PATH\""), ("run.json", "print 1\nreport to \"PATH\"")]
+        if resnet20Present {
+            writes += [("model.safetensors", "load resnet20\nsave \"PATH\""), ("model.onnx", "load resnet20\nexport onnx \"PATH\"")]
+        }
+        for (name, _) in writes { try old.write(to: disk.root.appendingPathComponent(name)) }
+        try disk.fill()
+
+        for (name, recipe) in writes {
+            let path = disk.root.appendingPathComponent(name).path
+            let result = try run(["-c", recipe.replacingOccurrences(of: "PATH", with: path)])
+            XCTAssertFalse(result.signaled, "\(name): \(result.errors)")
+            XCTAssertEqual(result.status, 1, "\(name): \(result.errors)")
+            XCTAssertTrue(result.errors.contains(path), "\(name): the error should name the path: \(result.errors)")
+            XCTAssertTrue(result.errors.contains("No space left on device"), "\(name): \(result.errors)")
+        }
+        // The report written at exit (--json) fails the same way.
+        let report = disk.root.appendingPathComponent("run.json").path
+        let json = try run(["--json", report, "-c", "print 1"])
+        XCTAssertFalse(json.signaled, json.errors)
+        XCTAssertEqual(json.status, 1, json.errors)
+        XCTAssertTrue(json.errors.contains(report), json.errors)
+        XCTAssertTrue(json.errors.contains("No space left on device"), json.errors)
+
+        for (name, _) in writes {
+            XCTAssertEqual(try Data(contentsOf: disk.root.appendingPathComponent(name)), old, name)
+        }
+        XCTAssertEqual(disk.listing(), (writes.map(\.0) + [TinyFileSystem.filler]).sorted(), "no temporary file is left")
+    }
+
     func testSIGKILLDuringSaveLeavesTheOldOrTheNewFile() throws {
         try XCTSkipUnless(resnet20Present, "resnet20 checkpoint not found")
         let recipe = "load resnet20\nsave \"model.safetensors\""
@@ -206,20 +240,39 @@ extension ReplTerminalTests {
 
         for (file, prefix, reason) in [(blocker.path + "/history", "", "Not a directory"),
                                         (history.path, "ulimit -f 1; ", "File too large")] {
-            let command = "\(prefix)QSH_HISTFILE='\(file)' '\(QshProcess.executable.path)'; echo QSH-EXITED-$?; sleep 30"
-            try tmux(["new-session", "-d", "-s", sessionName, "-x", "150", "-y", "30", command])
-            _ = try waitFor("the prompt") { $0.contains("qsh>") }
-            try type("print \"new line\"", "Enter")
-            _ = try waitFor("the output") { $0.contains("\nnew line") }
-            try type("C-d")
-            let screen = try waitFor("the exit") { $0.contains("QSH-EXITED-") }
-            XCTAssertTrue(screen.contains("QSH-EXITED-0"), screen)
-            XCTAssertTrue(screen.contains("could not write the history file \(file)"), screen)
-            XCTAssertTrue(screen.contains(reason), screen)
-            _ = try? tmux(["kill-session", "-t", sessionName])
+            try expectHistoryNotWritten(to: file, shellPrefix: prefix, reason: reason)
             XCTAssertEqual(try String(contentsOf: history, encoding: .utf8), old)
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: home.path).sorted(), ["blocker", "history"])
         }
+    }
+
+    /// The same on a full file system (a filled tmpfs of 256 KiB).
+    func testHistoryOnAFullDiskKeepsTheOldFile() throws {
+        let disk = try TinyFileSystem(
+            mountedAt: FileManager.default.temporaryDirectory.appendingPathComponent("\(sessionName)-disk"), for: self)
+        let history = disk.root.appendingPathComponent("history")
+        let old = (1...200).map { "print \"older line \($0)\"" }.joined(separator: "\n") + "\n"
+        try old.write(to: history, atomically: false, encoding: .utf8)
+        try disk.fill()
+        try expectHistoryNotWritten(to: history.path, reason: "No space left on device")
+        XCTAssertEqual(try String(contentsOf: history, encoding: .utf8), old)
+        XCTAssertEqual(disk.listing(), [TinyFileSystem.filler, "history"].sorted())
+    }
+
+    /// Starts the REPL with its history in `file` (after `shellPrefix`), runs one line and ends it
+    /// with Ctrl-D: qsh exits with 0 and says once that it could not write `file`, and why.
+    func expectHistoryNotWritten(to file: String, shellPrefix: String = "", reason: String) throws {
+        let command = "\(shellPrefix)QSH_HISTFILE='\(file)' '\(QshProcess.executable.path)'; echo QSH-EXITED-$?; sleep 30"
+        try tmux(["new-session", "-d", "-s", sessionName, "-x", "150", "-y", "30", command])
+        defer { _ = try? tmux(["kill-session", "-t", sessionName]) }
+        _ = try waitFor("the prompt") { $0.contains("qsh>") }
+        try type("print \"new line\"", "Enter")
+        _ = try waitFor("the output") { $0.contains("\nnew line") }
+        try type("C-d")
+        let screen = try waitFor("the exit") { $0.contains("QSH-EXITED-") }
+        XCTAssertTrue(screen.contains("QSH-EXITED-0"), screen)
+        XCTAssertTrue(screen.contains("could not write the history file \(file)"), screen)
+        XCTAssertTrue(screen.contains(reason), screen)
     }
 
     /// SIGTERM in the REPL: during a command it stops the command, saves the history and exits
@@ -257,5 +310,58 @@ extension ReplTerminalTests {
             }
             _ = try? tmux(["kill-session", "-t", sessionName])
         }
+    }
+}
+
+/// A tmpfs of a few pages for one test: filled, it gives writes the real "No space left on
+/// device". Mounting needs root and a kernel that lets this process mount (CI runs as root);
+/// elsewhere the test is skipped and says why. The file system is unmounted, and its mount
+/// point removed, when the test ends.
+struct TinyFileSystem {
+    /// The file `fill()` writes.
+    static let filler = "filler"
+    let root: URL
+
+    init(mountedAt root: URL, bytes: Int = 256 * 1024, for test: XCTestCase) throws {
+        guard geteuid() == 0 else {
+            throw XCTSkip("mounting a tmpfs needs root; id -u is \(geteuid())")
+        }
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let options = "size=\(bytes)"
+        guard options.withCString({ mount("tmpfs", root.path, "tmpfs", 0, $0) }) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: root)
+            throw XCTSkip("mount -t tmpfs -o \(options) tmpfs \(root.path) is not permitted here: \(reason)")
+        }
+        test.addTeardownBlock {
+            if umount2(root.path, 0) != 0 { _ = umount2(root.path, Int32(MNT_DETACH)) }
+            try? FileManager.default.removeItem(at: root)
+        }
+        self.root = root
+    }
+
+    /// Takes every free block with one file; a write of one more byte anywhere then fails.
+    func fill() throws {
+        let path = root.appendingPathComponent(Self.filler).path
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(descriptor) }
+        let block = [UInt8](repeating: 0x2E, count: 4096)
+        var size = block.count
+        while size > 0 {
+            let written = block.withUnsafeBytes { write(descriptor, $0.baseAddress!, size) }
+            if written < 0 {
+                guard errno == ENOSPC else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+                size /= 2
+            }
+        }
+        var status = statvfs()
+        guard statvfs(root.path, &status) == 0, status.f_bavail == 0 else {
+            throw XCTSkip("could not fill the tmpfs at \(root.path)")
+        }
+    }
+
+    func listing() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []).sorted()
     }
 }

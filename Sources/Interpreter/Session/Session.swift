@@ -94,13 +94,17 @@ public struct SweepState: Sendable {
 
 /// Settings a recipe changes with `set`.
 public struct Settings: Sendable {
-    public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    public var threads: Int = Settings.processorCount
     public var modelsDirectory: String?
     public var dataDirectory: String?
     public var allowDownload = true
     public var progress = true
     /// How `eval` computes: float, or int8 where the model is quantized (`IntegerPlan`).
     public var engine: Arithmetic = .float
+
+    /// The processors this process may use, read once: on Linux `activeProcessorCount` reads
+    /// the cgroup's CPU limit from files each time it is asked.
+    static let processorCount = ProcessInfo.processInfo.activeProcessorCount
 }
 
 /// Everything a running recipe or REPL knows: the model, variables, results and settings.
@@ -147,8 +151,9 @@ public final class Session {
     public var calibrationCache = CalibrationCache()
     /// Activation statistics shared between processes through files, when `QSH_CALIBRATION_CACHE`
     /// names a directory: the shards of a sweep then calibrate once. Off by default, so that a
-    /// run never depends on files an earlier run left.
-    public var calibrationStore: CalibrationStore? = ProcessInfo.processInfo.environment["QSH_CALIBRATION_CACHE"]
+    /// run never depends on files an earlier run left. Read with `getenv`, which looks up the one
+    /// variable: `ProcessInfo.environment` would copy them all for every session.
+    public var calibrationStore: CalibrationStore? = getenv("QSH_CALIBRATION_CACHE").map { String(cString: $0) }
         .flatMap { $0.isEmpty ? nil : CalibrationStore(directory: URL(fileURLWithPath: $0, isDirectory: true)) }
     /// The statements that ran successfully, for `history save`.
     public var history: [String] = []

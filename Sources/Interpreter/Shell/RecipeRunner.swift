@@ -45,14 +45,34 @@ public struct RecipeRunner {
     @discardableResult
     public func run(text: String, fileName: String, checkOnly: Bool = false) -> ExitStatus {
         let source = SourceFile(name: fileName, text: text)
-        session.sources[fileName] = source
-        if session.mainRecipe == nil { session.mainRecipe = fileName }
+        let program: Program
         do {
-            try Interpreter(session: session, checkOnly: checkOnly).run(source)
+            program = try Parser.parse(source)
+        } catch {
+            remember(source)
+            session.errors.line(render(error, session: session))
+            return .recipeFailed
+        }
+        return run(program, parsedFrom: source, checkOnly: checkOnly)
+    }
+
+    /// Runs (or only checks) a recipe already parsed from `source`, as `run(text:fileName:checkOnly:)`
+    /// does after parsing it.
+    @discardableResult
+    public func run(_ program: Program, parsedFrom source: SourceFile, checkOnly: Bool = false) -> ExitStatus {
+        remember(source)
+        do {
+            try Interpreter(session: session, checkOnly: checkOnly).run(program)
             return .success
         } catch {
             session.errors.line(render(error, session: session))
             return .recipeFailed
         }
+    }
+
+    /// Errors show lines of the source; the first recipe is the one reports name.
+    private func remember(_ source: SourceFile) {
+        session.sources[source.name] = source
+        if session.mainRecipe == nil { session.mainRecipe = source.name }
     }
 }
