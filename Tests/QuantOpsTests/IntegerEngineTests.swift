@@ -38,6 +38,9 @@ final class IntegerEngineTests: XCTestCase {
                 XCTAssertEqual(grid.value(code), expected, "\(bits)-bit \(scheme): \(value)")
             }
         }
+        let grid = try XCTUnwrap(ByteGrid(ActivationQuantizer(bits: 8, scheme: .asymmetric, range: -1.5...4)))
+        XCTAssertEqual(grid.value(grid.code(.nan)), 0, "NaN has no code: it becomes 0 rather than a trap")
+        XCTAssertEqual(grid.code(.infinity), UInt8(grid.upper))
         XCTAssertNil(ByteGrid(ActivationQuantizer(bits: 16, scheme: .asymmetric, range: -1...1)), "wider than a byte")
         XCTAssertNil(ByteGrid(ActivationQuantizer(bits: 8, scheme: .asymmetric)), "not calibrated")
     }

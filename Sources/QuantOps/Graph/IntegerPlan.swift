@@ -29,10 +29,12 @@ struct ByteGrid: Equatable {
         guard lower >= 0, upper <= 255 else { return nil }
     }
 
-    /// The code of `value`, rounded exactly as `ActivationQuantizer.apply` rounds it.
+    /// The code of `value`, rounded exactly as `ActivationQuantizer.apply` rounds it. NaN, which
+    /// no code stands for, becomes the code of 0.
     @inline(__always)
     func code(_ value: Float) -> UInt8 {
-        let clamped = min(max(value / scale, Float(lower - zeroPoint)), Float(upper - zeroPoint))
+        let steps = value / scale
+        let clamped = steps.isNaN ? 0 : min(max(steps, Float(lower - zeroPoint)), Float(upper - zeroPoint))
         return UInt8(truncatingIfNeeded: Int32(ActivationQuantizer.roundHalfEven(clamped)) + zeroPoint)
     }
 
@@ -199,6 +201,9 @@ struct IntegerChain: Sendable {
             bias[channel] = (conv.bias?.data[channel] ?? 0) / accumulatorScale
                 + batchNorm.shift[channel] / (accumulatorScale * normScale)
             outputScales[channel] = accumulatorScale * normScale / (output?.scale ?? 1)
+            guard bias[channel].isFinite, outputScales[channel].isFinite, outputScales[channel] != 0 else {
+                return .failure(Reason("its scales leave float range in channel \(channel)"))
+            }
         }
         return .success(IntegerChain(codes: codes, bias: bias, outputScales: outputScales, input: input, output: output,
                                      outputQuantizer: outputQuantizer, residual: residual, relu: fusion.relu != nil))
