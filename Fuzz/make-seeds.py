@@ -190,6 +190,15 @@ def main():
          "i": ("I32", [2], [-7, 7]), "u": ("U8", [4], [0, 1, 128, 255]), "z": ("F32", [0, 3], []),
          "q": ("BOOL", [2], [True, False]), "s": ("I16", [1], [-300])}))
     write("safetensors", "empty.safetensors", safetensors_file({}))
+    # What `save ... int8=true` writes: integer codes, scales, zero points, precisions in metadata.
+    precisions = {"c": {"kind": "uniform", "bits": 8, "scheme": "symmetric", "granularity": "channel",
+                        "levels": [-127, 127], "scales": [0.5, 0.25], "zeroPoints": [0.0, 0.0]},
+                  "d": {"kind": "ternary", "alpha": 0.125}}
+    write("safetensors", "integer-layers.safetensors", safetensors_file(
+        {"c.weight": ("I8", [2, 1, 1, 1], [1, -1]), "c.weight_scale": ("F32", [2], [0.5, 0.25]),
+         "c.weight_zero_point": ("I8", [2], [0, 0]), "d.weight": ("I8", [1, 2], [1, -1]),
+         "d.weight_scale": ("F32", [], [0.125]), "d.weight_zero_point": ("I8", [], [0])},
+        metadata={"qsh_weight_precisions": json.dumps(precisions, sort_keys=True)}))
 
     # CIFAR-10 records: a label byte, then 3072 pixel bytes.
     write("cifar", "one.bin", bytes([3]) + bytes(range(256)) * 12)
@@ -235,7 +244,8 @@ def write_dictionaries():
     zip_words = [b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x06", b"PK\x06\x07", b"data.pkl", b"archive/data/0",
                  b"byteorder", b"big"]
     safetensors_words = [b"dtype", b"shape", b"data_offsets", b"__metadata__", b"F32", b"F64", b"F16", b"BF16", b"I64",
-                         b"I32", b"I16", b"I8", b"U8", b"BOOL", b"1e300", b"-1", b"4294967296", b"[0,0]", b"{}", b"[]"]
+                         b"I32", b"I16", b"I8", b"U8", b"BOOL", b"1e300", b"-1", b"4294967296", b"[0,0]", b"{}", b"[]",
+                         b"qsh_weight_precisions", b".weight_scale", b".weight_zero_point", b"uniform", b"ternary"]
 
     def entry(value):
         return '"' + "".join(chr(b) if 0x20 <= b < 0x7F and b not in (0x22, 0x5C) else "\\x%02X" % b for b in value) + '"'

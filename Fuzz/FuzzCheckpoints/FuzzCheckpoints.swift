@@ -72,6 +72,19 @@ enum CheckpointHarness {
         invariant(elements <= CheckpointLimits.maximumDecodedElements(storedElements: stored),
                   "\(elements) elements decoded from \(bytes.count) bytes")
 
+        // A file that records integer layers (`save ... int8=true`) decodes them, or the error
+        // names the file.
+        var decoded = dict
+        do {
+            let precisions = try IntegerCheckpoint.dequantize(&decoded, metadata: checkpoint.metadata, file: "fuzz.ckpt")
+            for layer in precisions.keys {
+                invariant(decoded[layer + ".weight"]?.elementType == .float32 && decoded[layer + ".weight_scale"] == nil
+                            && decoded[layer + ".weight_zero_point"] == nil, "integer layer \(layer) is not decoded")
+            }
+        } catch {
+            expectCheckpointError(error, file: "fuzz.ckpt")
+        }
+
         // Skip the round trip for names the safetensors header reserves.
         guard !dict.keys.contains(SafeTensorsWriter.metadataKey) else { return }
         let encoded = [UInt8](SafeTensorsWriter.encode(dict, metadata: checkpoint.metadata))

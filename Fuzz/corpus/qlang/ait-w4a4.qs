@@ -3,7 +3,9 @@
 # epochs on the same images (the same CPU budget, to within the kappa search):
 #   no fine-tuning | KL + CE | KL only | KL only + gradient inundation (AIT)
 #
-# Run:  qsh examples/ait-w4a4.qs      (about 45 minutes on 2 cores; docs/ait.md has the table)
+# Run:  qsh examples/ait-w4a4.qs      (about 35 to 45 minutes on 2 cores: six distillations of
+#       512 images, 2 to 4 minutes each, and three fine-tuning rows of about 7 minutes; docs/ait.md
+#       has the table and the timings)
 # Models and data are found through --models/--data, $QSH_MODELS/$QSH_DATA or the user cache.
 # Every training image is distilled from the float model; the test set is read only to measure
 # each row at the end.
@@ -31,7 +33,7 @@ snapshot w4a4
 eval cifar10
 expect top1 == 83.2 +- 2         # no fine-tuning
 
-# KL + CE (GDFQ's loss)
+# KL + CE (GDFQ-like: the teacher's argmax as labels, both terms with weight 1; docs/ait.md)
 finetune ait data=train1 validate=heldout epochs=$epochs_per_round lr=1e-4 momentum=0.9 batch=64 seed=0 loss=kl+ce inundation=false
 for s in 3..6 {
     finetune ait data="train$s" validate=heldout resume=true epochs=$epochs_per_round lr=1e-4 momentum=0.9 batch=64 seed=0 loss=kl+ce inundation=false

@@ -3,7 +3,9 @@
 # Run:  qsh examples/find-broken-layer.qs
 # A fault is planted on purpose: layer 8 gets 2-bit per-tensor weights while every other layer
 # is 8-bit per channel. 'analyze' must point at it, 'sensitivity' must suggest keeping it float,
-# and keeping it float must bring the accuracy back.
+# and keeping it float must bring the accuracy back. Measured on every 20th test image (500
+# images, where float resnet20 scores 90.0): 18.4% with the fault, 90.0% with layer 8 kept float.
+# About 40 s on 2 cores busy with other work (load average 7).
 
 load resnet20
 fold bn
@@ -25,4 +27,4 @@ sensitivity stride=50
 keep layer 8 float
 calibrate data=cifar10-train samples=256 method=minmax   # ranges for the repaired weights
 eval cifar10 stride=20
-expect top1 >= 90                                       # back within about a point of float (91.7)
+expect top1 >= 89                                       # back within a point of float on these images (90.0)
