@@ -195,4 +195,25 @@ final class CheckpointResourceLimitTests: XCTestCase {
             XCTAssertTrue(error is CheckpointError, "\(error)")
         }
     }
+
+    /// A deflated entry whose stream runs to the end of the file without ending: ZIPFoundation's
+    /// inflate loop never returned on it (docs/fuzzing.md); the entry is now read within its
+    /// compressed size and refused. Fuzz/corpus/torch-zip/regression-inflate-past-the-end.pt.
+    func testDeflatedEntryThatEndsEarlyIsAnErrorNotAHang() {
+        let bytes = [UInt8](Data(base64Encoded: "UEsDBBQAAAAIAINefl0sAcm7IAEAAJEBAAAPAAAAcmVzbmV0L2RhdGEucGtsPY87T8MwFIXzKIS6PAuU93tJlwr6GxCLkVDDki1KHKuOCDEnuSkrSwf+NW7dIkt3sO537nd+PCF0WUpBha4a9lbnspb5cyGIwRlGcMO45ziO0NVs9C2LqSJ4gnQt1ChpqSgbltQya4syT0hWja6T2ZjBD8M4MFhjNtOpRMci7KXUKb3bT4aN2DU7j9iM/cWJrxYB7xO2JtwJucdd7nGf0A151zyfuwT2qxZSPcJ2hJ24a7CsWnvtKnNWdZSNfcKeCrhH2Ddx3JvjgLtz9G3AIeEowvHS0QRkRdpgsMbVCjyZGAXDnC7GmQXPCRcRLuODBat2M8lSEko2CdWp+JA5rmzOqvGrrqb/ha+XZmPcmAOmza0xGw5t8OE+O0Md+sIDUEsDBBQAAAAIAINefl2FPeMZCAAAAAYAAAAQAAAAcmVzbmV0L2J5dGVvcmRlcsvJLCnJSQUAUEsDBBQAAAAIAINefl24X8CFLwAAAEgAAAANAAAAcmVzbmV0L2RhdGEvMBXKUQ0AIAzE0ErBCZOClElAAhJwwKTRXfI+LilEwRCqBylab/pVIuwUWkptHd34UEsDBBQAAAAIAINefl0GYQGiCgAAAAgAAAANAAAAcmVzbmV0L2RhdGEvMWNgaLBnYGiwAwBQSwMEFAAAAAgAg15+XXDW528FAAAACAAAAA0AAAByZXNuZXQvZGF0YS8yY2eAAABQSwMEFAAAAAgAg15+XdGeZ1UEAAAAAgAAAA4AAAByZXNuZXQvdmVyc2lvbjPmAgBQSwECFAMUAAiDAAAAXn5dLAHJuyABAACRAQAADwAAAAAAAAAAAAAAgAEAAAAAcmVzbmV0L2RhdGEucGtsUEsBAhQDFAAAAAgAg15+XYU94xkIAAAAAAAGABAAAAAAAAAAAAAAAIABTQEAAHJlc25ldC9ieXRlb3JkZXJQSwECFHMUAAD/////////AF+AhS8AAABIAAAADQAAAAAAAAAAAAAAgAGDAQAAcmVzbmV0L2RhdGEvMFBLAQIUAxQAAD0IAINefl0GYQGiCgAAAAgAAAANAAAAAAAAAAAAAACAAd0BAAByZXNuZXQvZGF0YS8xUEsBAhQDFAAAAAgAg15+XXDW528FAAAACAAAAA0AAAAAAAAAAAAAAIABEgIAAHJlc25ldC9kYXRhLzNQSwECFP7///8DFAAAAAgAg15+XdGeZ1UEAAAAAACAAUICAABynYyRmnQvdmVyc2lvblBLBQYAAAAABgAGAGgBAAByAgAAAAA=")!)
+        XCTAssertThrowsError(try CheckpointReader.readCheckpoint(bytes: bytes, fileName: "cut.pt", format: .torchZip)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("cut.pt: zip entry "), "\(error)")
+        }
+    }
+
+    /// A re-zipped checkpoint with deflated entries (torch.save itself stores them) reads the
+    /// same tensors as the stored original: the fuzz seeds `deflated.pt` and `conv.pt`.
+    func testDeflatedCheckpointReadsLikeTheStoredOne() throws {
+        let seeds = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Fuzz/corpus/torch-zip")
+        let deflated = try CheckpointReader.read(contentsOf: seeds.appendingPathComponent("deflated.pt"))
+        let stored = try CheckpointReader.read(contentsOf: seeds.appendingPathComponent("conv.pt"))
+        XCTAssertFalse(deflated.keys.isEmpty)
+        XCTAssertEqual(deflated, stored)
+    }
 }

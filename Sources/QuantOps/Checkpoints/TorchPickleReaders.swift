@@ -322,12 +322,12 @@ enum TorchZipReader {
         }
         let prefix = String(pickleEntry.path.dropLast("data.pkl".count))
         if let order = entries[prefix + "byteorder"],
-           let text = try? String(decoding: extract(order, from: archive, limit: 16, fileName: fileName), as: UTF8.self),
+           let text = try? String(decoding: extract(order, from: archive, url: url, limit: 16, fileName: fileName), as: UTF8.self),
            text.trimmingCharacters(in: .whitespacesAndNewlines) == "big" {
             throw CheckpointError(.unsupported, file: fileName, problem: "the checkpoint stores big-endian data",
                                   remedy: "Re-save it on a little-endian machine")
         }
-        let pickleBytes = try extract(pickleEntry, from: archive, limit: maximumPickleBytes, fileName: fileName)
+        let pickleBytes = try extract(pickleEntry, from: archive, url: url, limit: maximumPickleBytes, fileName: fileName)
         var unpickler = Unpickler(bytes: pickleBytes, fileName: fileName)
         let root = try unpickler.load()
         let (dictionary, metadata) = try TorchStateDictAssembler.locateStateDict(root, in: unpickler, fileName: fileName)
@@ -347,7 +347,7 @@ enum TorchZipReader {
                     problem: "truncated: storage \(key) needs \(reference.elementCount) x \(width) bytes, the archive holds \(entry.uncompressedSize)",
                     remedy: CheckpointError.redownloadAdvice)
             }
-            let bytes = try extract(entry, from: archive, limit: UInt64(needed), fileName: fileName)
+            let bytes = try extract(entry, from: archive, url: url, limit: UInt64(needed), fileName: fileName)
             guard bytes.count >= needed else {
                 throw corrupt("storage \(key) decompresses to \(bytes.count) bytes, fewer than the \(needed) it needs")
             }
@@ -359,7 +359,7 @@ enum TorchZipReader {
 
     /// An entry's bytes, refusing entries that claim more than `limit` bytes or more than their
     /// compressed size could expand to, and stopping if decompression exceeds the claim.
-    static func extract(_ entry: Entry, from archive: Archive, limit: UInt64, fileName: String) throws -> [UInt8] {
+    static func extract(_ entry: Entry, from archive: Archive, url: URL, limit: UInt64, fileName: String) throws -> [UInt8] {
         let claimed = entry.uncompressedSize
         let (expansionLimit, overflow) = entry.compressedSize.multipliedReportingOverflow(by: maximumExpansion)
         guard claimed <= limit, overflow || claimed <= expansionLimit + 1024 else {
@@ -367,6 +367,10 @@ enum TorchZipReader {
                 .corrupt, file: fileName,
                 problem: "zip entry \(entry.path) claims \(claimed) bytes, more than expected (\(limit)) or than its \(entry.compressedSize) compressed bytes allow",
                 remedy: CheckpointError.redownloadAdvice)
+        }
+        if entry.isCompressed {
+            return try DeflatedZipEntry.read(path: entry.path, compressedSize: entry.compressedSize, limit: claimed,
+                                             checksum: entry.checksum, from: url, fileName: fileName)
         }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(min(Int(claimed), CheckpointLimits.maximumZipReservation))
