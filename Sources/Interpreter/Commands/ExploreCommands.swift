@@ -21,7 +21,7 @@ enum ExploreCommands {
     ) { invocation, session in
         let state = try session.requireModel(for: "layers")
         let engine = invocation.string("engine").flatMap(Arithmetic.init(rawValue:)) ?? session.settings.engine
-        let placements = engine == .int8 ? IntegerPlan(BiasQuantization.simulated(state.model)).layers.map(\.placement) : nil
+        let placements = engine == .int8 ? IntegerPlan.of(state.model).layers.map(\.placement) : nil
         var columns = ["#", "name", "type", "shape", "params", "precision", "MB"]
         var alignments: [TextTable.Alignment] = [.right, .left, .left, .left, .right, .left, .right]
         if placements != nil {

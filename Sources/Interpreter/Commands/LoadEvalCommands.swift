@@ -126,7 +126,7 @@ enum LoadEvalCommands {
 
     /// Which layers an int8 eval ran on integers, and why the others ran in float.
     static func integerSummary(_ model: Model) -> String {
-        let plan = IntegerPlan(BiasQuantization.simulated(model))
+        let plan = IntegerPlan.of(model)
         let isa = CPUCapabilities.isaName + (plan.vnni ? "" : ", no VNNI")
         var line = "engine int8 (\(isa)): \(plan.integerLayerCount) of \(plan.layers.count) layers on integers"
         if plan.integerLayerCount < plan.layers.count { line += "; 'layers' says why the others run in float" }

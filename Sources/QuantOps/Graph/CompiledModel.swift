@@ -54,11 +54,6 @@ public final class CompiledModel {
         stream = try DNNLStream()
     }
 
-    /// The oneDNN implementation of each convolution created so far, by node name.
-    public var implementations: [String: String] {
-        Dictionary(convolutions.map { (model.nodes[$0.key].name, $0.value.primitive.implementation) }, uniquingKeysWith: { a, _ in a })
-    }
-
     /// Logits (N, classes) for a normalized batch.
     public func logits(_ input: Tensor) throws -> Tensor {
         let output = try run(input)

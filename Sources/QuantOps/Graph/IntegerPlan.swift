@@ -79,6 +79,11 @@ public struct IntegerPlan: Sendable {
 
     public var integerLayerCount: Int { layers.filter { $0.placement == .int8 }.count }
 
+    /// The plan `CompiledModel(model, arithmetic: .int8)` runs `model` with on this CPU.
+    public static func of(_ model: Model) -> IntegerPlan {
+        IntegerPlan(BiasQuantization.simulated(model))
+    }
+
     /// Plans `model`, whose biases are already rounded as `BiasQuantization.simulated` does.
     public init(_ model: Model, vnni: Bool = CPUCapabilities.hasVNNI) {
         self.vnni = vnni

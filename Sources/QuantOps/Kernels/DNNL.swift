@@ -193,8 +193,6 @@ final class DNNLConvolution {
     let weights: UnsafeMutableRawPointer
     let bias: UnsafeMutableRawPointer
     let outputDims: [Int]
-    /// The implementation oneDNN chose, e.g. "jit_uni_int8:avx2"; shown by benchmarks and `layers`.
-    let implementation: String
 
     /// `bias` (O) is f32: the folded bias of a float convolution, or the bias in accumulator
     /// units of an integer one (oneDNN adds it before the output scales).
@@ -266,9 +264,6 @@ final class DNNLConvolution {
         sourceDescriptor = dnnl_primitive_desc_query_md(primitiveDescriptor, dnnl_query_src_md, 0).pointee
         weightsDescriptor = dnnl_primitive_desc_query_md(primitiveDescriptor, dnnl_query_weights_md, 0).pointee
         destinationDescriptor = dnnl_primitive_desc_query_md(primitiveDescriptor, dnnl_query_dst_md, 0).pointee
-        var name: UnsafePointer<CChar>?
-        implementation = dnnl_primitive_desc_query(primitiveDescriptor, dnnl_query_impl_info_str, 0, &name) == dnnl_success
-            ? name.map { String(cString: $0) } ?? "?" : "?"
         biasDescriptor = biasPlain
         primitive = try DNNLPrimitive(descriptor: primitiveDescriptor)
 
