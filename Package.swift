@@ -65,7 +65,8 @@ let package = Package(
         .executableTarget(name: "FuzzCheckpoints", dependencies: ["FuzzSupport", "QuantOps"], path: "Fuzz/FuzzCheckpoints"),
 
         .testTarget(name: "QLangTests", dependencies: ["QLang"]),
-        .testTarget(name: "QuantOpsTests", dependencies: ["QuantOps", "ONNX"]),
+        // Fixtures are read from the source tree (#filePath), not bundled.
+        .testTarget(name: "QuantOpsTests", dependencies: ["QuantOps", "ONNX"], exclude: ["Fixtures"]),
         .testTarget(name: "InterpreterTests", dependencies: ["Interpreter", "QLang", "QuantOps"]),
         .testTarget(name: "QshTests", dependencies: ["qsh"]),
     ],

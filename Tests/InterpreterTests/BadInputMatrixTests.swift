@@ -24,7 +24,7 @@ final class BadInputMatrixTests: XCTestCase {
     static func valid(_ type: ParameterType) -> String? {
         switch type {
         case .integer(let range): return range.map { String(max($0.lowerBound, min($0.upperBound, 1))) } ?? "1"
-        case .number(let range): return range.map { number($0.lowerBound) } ?? "0.5"
+        case .number(let range), .numbers(let range): return range.map { number($0.lowerBound) } ?? "0.5"
         case .boolean: return "true"
         case .text: return "x"
         case .path: return "\"\(scratch.path)/out.file\""
@@ -37,7 +37,7 @@ final class BadInputMatrixTests: XCTestCase {
     /// A value of the wrong kind, or nil when the type takes anything.
     static func wrongType(_ type: ParameterType) -> String? {
         switch type {
-        case .integer, .number: return "abc"
+        case .integer, .number, .numbers: return "abc"
         case .boolean: return "42"
         case .text, .path: return "1..3"
         case .choice, .choiceOrInteger: return "zzzq"

@@ -112,6 +112,15 @@ struct ArgumentBinder {
                 throw mismatch("a number in \(RuntimeValue.format(range.lowerBound))...\(RuntimeValue.format(range.upperBound))")
             }
             return .number(number)
+        case .numbers(let range):
+            let items: [RuntimeValue]
+            if case .list(let list) = value { items = list } else { items = [value] }
+            let numbers = items.compactMap(\.numericValue)
+            guard numbers.count == items.count, numbers.allSatisfy(\.isFinite) else { throw mismatch("a number or a comma list of numbers") }
+            if let range, let outside = numbers.first(where: { !range.contains($0) }) {
+                throw mismatch("numbers in \(RuntimeValue.format(range.lowerBound))...\(RuntimeValue.format(range.upperBound)) (\(RuntimeValue.format(outside)) is not)")
+            }
+            return .list(numbers.map { .number($0) })
         case .boolean:
             switch value {
             case .boolean: return value

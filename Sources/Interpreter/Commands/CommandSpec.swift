@@ -4,6 +4,8 @@ import QLang
 public enum ParameterType: Sendable {
     case integer(ClosedRange<Int>? = nil)
     case number(ClosedRange<Double>? = nil)
+    /// One number or a comma list of them (`mean=0.485, 0.456, 0.406`).
+    case numbers(ClosedRange<Double>? = nil)
     case boolean
     /// A quoted string or a bare word.
     case text
@@ -23,6 +25,7 @@ public enum ParameterType: Sendable {
         switch self {
         case .integer: return "N"
         case .number: return "X"
+        case .numbers: return "X[,X...]"
         case .boolean: return "true|false"
         case .text: return "TEXT"
         case .path: return "\"FILE\""
@@ -160,6 +163,15 @@ public struct Invocation: Sendable {
     }
 
     public func double(_ name: String) -> Double? { value(name)?.numericValue }
+
+    /// The values of a `.numbers` parameter.
+    public func doubles(_ name: String) -> [Double]? {
+        switch value(name) {
+        case .list(let items)?: return items.compactMap(\.numericValue)
+        case let single?: return single.numericValue.map { [$0] }
+        case nil: return nil
+        }
+    }
 
     public func string(_ name: String) -> String? {
         switch value(name) {

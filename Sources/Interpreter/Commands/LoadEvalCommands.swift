@@ -9,25 +9,45 @@ enum LoadEvalCommands {
     }
 
     static let load = CommandSpec(
-        ["load"], group: .model, summary: "Load a pretrained model from the zoo or a checkpoint file",
+        ["load"], group: .model, summary: "Load a pretrained model from the zoo, a checkpoint or an ONNX file",
         help: """
-            Zoo names: \(ModelZoo.entries.map(\.name).joined(separator: ", ")). The checkpoint is looked up in the models directory (--models, 'set models=', $QSH_MODELS, then the user cache) and downloaded when missing and a URL is known. 'from' reads a given file (legacy torch pickle, torch zip, or safetensors) into the named architecture.
+            Zoo names: \(ModelZoo.entries.map(\.name).joined(separator: ", ")). The checkpoint is looked up in the models directory (--models, 'set models=', $QSH_MODELS, then the user cache) and downloaded when missing and a URL is known. 'from' reads a given file (legacy torch pickle, torch zip, or safetensors) into the named architecture. An .onnx file (opsets \(ONNXImporter.supportedOpsets.lowerBound) to \(ONNXImporter.supportedOpsets.upperBound)) brings its own architecture: 'load NAME from "model.onnx"' names it, 'load "model.onnx"' names it after the file; size= gives the image size where the graph leaves it symbolic, mean= and std= the normalization on [0, 1] pixels (one value or one per channel; a file qsh exported carries its own). docs/models.md lists the operators.
             """,
         positionals: [
-            Positional("model", .text, help: "a zoo name such as resnet20"),
-            Positional("file", keyword: "from", .path, optional: true, help: "a checkpoint file to read instead of the zoo's"),
+            Positional("model", .text, help: "a zoo name such as resnet20, the name to give an ONNX model, or an .onnx file"),
+            Positional("file", keyword: "from", .path, optional: true, help: "a checkpoint or .onnx file to read instead of the zoo's"),
         ],
-        examples: ["load resnet20", "load nm-resnet56", "load resnet20 from \"my-run.safetensors\""]
+        options: [
+            OptionParameter("size", .integer(1...16384), help: "ONNX: the input's height and width where the graph leaves them symbolic"),
+            OptionParameter("mean", .numbers(-1000...1000), help: "ONNX: per-channel mean subtracted from [0, 1] pixels"),
+            OptionParameter("std", .numbers(0.000001...1000), help: "ONNX: per-channel divisor after the mean"),
+        ],
+        examples: ["load resnet20", "load nm-resnet56", "load resnet20 from \"my-run.safetensors\"",
+                   "load lite0 from \"efficientnet-lite0.onnx\" mean=0.498 std=0.502", "load \"model.onnx\" size=224"]
     ) { invocation, session in
-        let name = invocation.string("model") ?? ""
+        var name = invocation.string("model") ?? ""
+        var filePath = invocation.string("file")
+        if filePath == nil, name.lowercased().hasSuffix(".onnx") {
+            filePath = name
+            name = URL(fileURLWithPath: name).deletingPathExtension().lastPathComponent
+        }
+        if let filePath, filePath.lowercased().hasSuffix(".onnx") {
+            try loadONNX(name: name, path: filePath, invocation: invocation, session: session)
+            return
+        }
+        for option in ["size", "mean", "std"] where invocation.isSet(option) {
+            throw CommandError("\(option)= describes an ONNX graph's input; a checkpoint of a zoo architecture has its own",
+                               hint: "leave out \(option)=, or load an .onnx file")
+        }
         let entry: ModelZoo.Entry
         do {
             entry = try ModelZoo.entry(named: name)
         } catch {
-            throw CommandError(String(describing: error), hint: "known models: " + ModelZoo.entries.map(\.name).joined(separator: ", "))
+            throw CommandError(String(describing: error), hint: "known models: " + ModelZoo.entries.map(\.name).joined(separator: ", ")
+                               + "; any CNN as ONNX: load \(name.isEmpty ? "NAME" : name) from \"FILE.onnx\"")
         }
         let url: URL
-        if let path = invocation.string("file") {
+        if let path = filePath {
             url = URL(fileURLWithPath: path)
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw CommandError("checkpoint '\(path)' does not exist", hint: "check the path; it is relative to \(FileManager.default.currentDirectoryPath)")
@@ -53,15 +73,53 @@ enum LoadEvalCommands {
         let precisions = try IntegerCheckpoint.dequantize(&stateDict, metadata: checkpoint.metadata, file: url.lastPathComponent)
         var model = try ModelZoo.build(entry, from: stateDict)
         try IntegerCheckpoint.apply(precisions, to: &model, file: url.lastPathComponent)
+        install(model, origin: entry.name, from: url, session: session)
+    }
+
+    /// Makes `model` the session's current and loaded state, with a fresh history, and says so.
+    static func install(_ model: Model, origin: String, from url: URL, details: String = "", session: Session) {
         let checksum = try? Checksum.sha256(of: url)
-        let state = ModelState(model: model, origin: entry.name, checksum: checksum)
+        let state = ModelState(model: model, origin: origin, checksum: checksum)
         session.current = state
         session.loaded = state
         session.undoStack.removeAll()
         let layers = model.weightLayers
         let parameters = layers.reduce(0) { $0 + $1.parameterCount }
-        session.output.line("loaded \(entry.name) from \(url.path): \(layers.count) layers, \(parameters) parameters, "
-                            + String(format: "%.2f MB", ExploreCommands.megabytes(bits: 32, parameters: parameters)))
+        session.output.line("loaded \(origin) from \(url.path): \(layers.count) layers, \(parameters) parameters, "
+                            + String(format: "%.2f MB", ExploreCommands.megabytes(bits: 32, parameters: parameters)) + details)
+    }
+
+    static func loadONNX(name: String, path: String, invocation: Invocation, session: Session) throws {
+        let url = URL(fileURLWithPath: path)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw CommandError("ONNX file '\(path)' does not exist", hint: "check the path; it is relative to \(FileManager.default.currentDirectoryPath)")
+        }
+        guard !name.isEmpty else { throw CommandError("the model needs a name", hint: "load NAME from \"\(path)\"") }
+        var normalization: Normalization?
+        if invocation.isSet("mean") || invocation.isSet("std") {
+            guard let mean = invocation.doubles("mean"), let std = invocation.doubles("std") else {
+                throw CommandError("mean= and std= go together", hint: "e.g. mean=0.485, 0.456, 0.406 std=0.229, 0.224, 0.225 (ImageNet)")
+            }
+            normalization = Normalization(mean: mean.map { Float($0) }, std: std.map { Float($0) })
+        }
+        let imported: ONNXImport
+        do {
+            imported = try ONNXImporter.load(contentsOf: url, name: name,
+                                             options: ONNXImportOptions(imageSize: invocation.int("size"), normalization: normalization))
+        } catch let error as ONNXImportError {
+            throw CommandError(error.description, hint: error.remedy ?? "docs/models.md lists what qsh reads")
+        }
+        let model = imported.model
+        let source: String
+        switch imported.normalizationSource {
+        case .options: source = "normalization as given"
+        case .metadata: source = "normalization from the file's qsh metadata"
+        case .none: source = "no normalization given: pixels in [0, 1] (give mean= and std=)"
+        }
+        let shape = model.inputShape.map(String.init).joined(separator: "x")
+        install(model, origin: name, from: url,
+                details: "; ONNX opset \(imported.opset), input \(shape), \(model.nodes.count) nodes (\(imported.foldedNodes) constant nodes folded); \(source)",
+                session: session)
     }
 
     static let evaluate = CommandSpec(

@@ -259,3 +259,52 @@ enum BackwardKernels {
         return (inputGradient, parameters)
     }
 }
+
+/// Adjoints of the operations imported graphs add (`GraphKernels`).
+extension BackwardKernels {
+    /// The output gradient cut back into each input's channels.
+    static func concat(inputs: [Tensor], outputGradient: Tensor) throws -> [Tensor?] {
+        let batch = outputGradient.shape[0], channels = outputGradient.shape[1]
+        let plane = outputGradient.shape.dropFirst(2).reduce(1, *)
+        var offset = 0
+        return outputGradient.data.withUnsafeBufferPointer { source in
+            inputs.map { input in
+                let block = input.shape[1] * plane
+                var gradient = [Float](repeating: 0, count: input.count)
+                gradient.withUnsafeMutableBufferPointer { target in
+                    for n in 0 ..< batch {
+                        (target.baseAddress! + n * block).update(from: source.baseAddress! + n * channels * plane + offset, count: block)
+                    }
+                }
+                offset += block
+                return Tensor(shape: input.shape, data: gradient)
+            }
+        }
+    }
+
+    /// d(a * b): g * b for a, and g * a for b, summed over the plane where b was broadcast.
+    static func multiply(_ a: Tensor, _ b: Tensor, outputGradient: Tensor) throws -> (Tensor, Tensor) {
+        let gradientA = try Kernels.multiply(outputGradient, b)
+        let product = try Kernels.multiply(outputGradient, a)
+        guard a.shape != b.shape else { return (gradientA, product) }
+        let plane = a.shape[2] * a.shape[3]
+        let sums = product.data.withUnsafeBufferPointer { values in
+            (0 ..< b.count).map { index in
+                var sum: Float = 0
+                for i in 0 ..< plane { sum += values[index * plane + i] }
+                return sum
+            }
+        }
+        return (gradientA, Tensor(shape: b.shape, data: sums))
+    }
+
+    static func pointwise(input: Tensor, _ function: Pointwise, outputGradient: Tensor) -> Tensor {
+        var gradient = outputGradient
+        gradient.data.withUnsafeMutableBufferPointer { target in
+            input.data.withUnsafeBufferPointer { x in
+                for i in target.indices { target[i] *= function.derivative(x[i]) }
+            }
+        }
+        return gradient
+    }
+}

@@ -382,6 +382,13 @@ public struct GradientTape: Sendable {
             return ([BackwardKernels.globalAveragePool(input: inputs[0], outputGradient: outputGradient)], nil, true)
         case .flatten:
             return ([outputGradient.reshaped(inputs[0].shape)], nil, false)
+        case .concat:
+            return (try BackwardKernels.concat(inputs: inputs, outputGradient: outputGradient), nil, true)
+        case .multiply:
+            let step = try BackwardKernels.multiply(inputs[0], inputs[1], outputGradient: outputGradient)
+            return ([step.0, step.1], nil, true)
+        case .pointwise(let function):
+            return ([BackwardKernels.pointwise(input: inputs[0], function, outputGradient: outputGradient)], nil, true)
         case .fakeQuantize(let quantizer):
             return ([try BackwardKernels.straightThrough(input: inputs[0], quantizer, outputGradient: outputGradient,
                                                          node: node.name)], nil, false)

@@ -132,7 +132,7 @@ public enum ActivationCalibration {
             for input in node.inputs { mix(UInt64(bitPattern: Int64(input))) }
             switch node.operation {
             case .conv(let conv):
-                mix("conv \(conv.stride) \(conv.padding) \(conv.dilation) \(conv.groups)")
+                mix("conv \(conv.stride) \(conv.padding) \(conv.trailingPadding) \(conv.dilation) \(conv.groups)")
                 mix(conv.weight)
                 mix(conv.bias)
             case .linear(let linear):

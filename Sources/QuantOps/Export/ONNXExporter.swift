@@ -47,10 +47,12 @@ public enum ONNXExporter {
     public static let outputName = "logits"
 
     /// The ONNX model for `model`; `details` go into the `qsh` metadata JSON next to the normalization.
-    public static func makeModel(_ model: Model, imageSize: (height: Int, width: Int) = (32, 32),
+    /// The image size defaults to the one the model was built for (`Model.inputShape`).
+    public static func makeModel(_ model: Model, imageSize requestedSize: (height: Int, width: Int)? = nil,
                                  producerVersion: String = "", details: [String: Any] = [:]) throws
         -> (model: Onnx_ModelProto, summary: ONNXExportSummary)
     {
+        let imageSize = requestedSize ?? (model.inputShape[1], model.inputShape[2])
         var builder = ONNXGraphBuilder(model: model)
         try builder.build(imageSize: imageSize)
         var proto = Onnx_ModelProto()
@@ -75,7 +77,7 @@ public enum ONNXExporter {
     /// Serializes the export of `model` and writes it to `url` atomically: the file appears whole,
     /// and nothing is written when the model cannot be exported.
     @discardableResult
-    public static func write(_ model: Model, to url: URL, imageSize: (height: Int, width: Int) = (32, 32),
+    public static func write(_ model: Model, to url: URL, imageSize: (height: Int, width: Int)? = nil,
                              producerVersion: String = "", details: [String: Any] = [:]) throws -> ONNXExportSummary {
         let (proto, summary) = try makeModel(model, imageSize: imageSize, producerVersion: producerVersion, details: details)
         let data: Data = try proto.serializedBytes()
@@ -175,7 +177,7 @@ struct ONNXGraphBuilder {
             add("Conv", name, inputs: operands, output: output, attributes: [
                 .ints("kernel_shape", Array(conv.weight.shape.dropFirst(2))),
                 .ints("strides", [conv.stride.0, conv.stride.1]),
-                .ints("pads", [conv.padding.0, conv.padding.1, conv.padding.0, conv.padding.1]),
+                .ints("pads", [conv.padding.0, conv.padding.1, conv.trailingPadding.0, conv.trailingPadding.1]),
                 .ints("dilations", [conv.dilation.0, conv.dilation.1]),
                 .int("group", conv.groups),
             ])
@@ -244,6 +246,27 @@ struct ONNXGraphBuilder {
         case .flatten:
             try expect(1)
             add("Flatten", name, inputs: inputs, output: output, attributes: [.int("axis", 1)])
+        case .concat:
+            add("Concat", name, inputs: inputs, output: output, attributes: [.int("axis", 1)])
+        case .multiply:
+            try expect(2)
+            add("Mul", name, inputs: inputs, output: output)
+        case .pointwise(let function):
+            try expect(1)
+            var attributes: [Attribute] = []
+            switch function {
+            case .hardSigmoid(let alpha, let beta): attributes = [.float("alpha", alpha), .float("beta", beta)]
+            case .leakyRelu(let alpha): attributes = [.float("alpha", alpha)]
+            case .sigmoid, .hardSwish: break
+            }
+            // HardSwish entered the standard operator set at opset 14; below it, x * HardSigmoid(x).
+            if case .hardSwish = function {
+                add("HardSigmoid", name + ".gate", inputs: inputs, output: name + ".gate",
+                    attributes: [.float("alpha", 1.0 / 6), .float("beta", 0.5)])
+                add("Mul", name, inputs: [inputs[0], name + ".gate"], output: output)
+            } else {
+                add(function.onnxOperator, name, inputs: inputs, output: output, attributes: attributes)
+            }
         case .fakeQuantize(let quantizer):
             try expect(1)
             try activationQuantizer(index, quantizer, input: inputs[0], output: output)

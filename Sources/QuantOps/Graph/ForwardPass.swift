@@ -70,7 +70,8 @@ public enum ForwardPass {
         let expected: Int
         switch node.operation {
         case .input: expected = 1
-        case .add: expected = 2
+        case .add, .multiply: expected = 2
+        case .concat: expected = max(1, inputs.count)
         default: expected = 1
         }
         guard inputs.count == expected else {
@@ -91,6 +92,9 @@ public enum ForwardPass {
             case .maxPool(let pooling): return try Kernels.maxPool(inputs[0], pooling)
             case .globalAveragePool: return try Kernels.globalAveragePool(inputs[0])
             case .flatten: return try Kernels.flatten(inputs[0])
+            case .concat: return try Kernels.concat(inputs)
+            case .multiply: return try Kernels.multiply(inputs[0], inputs[1])
+            case .pointwise(let function): return Kernels.pointwise(inputs[0], function)
             case .fakeQuantize(let quantizer): return try quantizer.apply(inputs[0], at: node.name)
             }
         } catch let problem as ShapeProblem {

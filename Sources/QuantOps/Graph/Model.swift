@@ -8,17 +8,23 @@ public struct Conv2D: Sendable, Equatable {
     public var weight: Tensor
     public var bias: Tensor?
     public var stride: (Int, Int)
+    /// Zero rows above and columns left of the input.
     public var padding: (Int, Int)
+    /// Zero rows below and columns right of the input: equal to `padding` except where a graph
+    /// pads asymmetrically (TensorFlow-style "same" padding at stride 2, ONNX `pads`).
+    public var trailingPadding: (Int, Int)
     public var dilation: (Int, Int)
     public var groups: Int
     public var precision: WeightPrecision
 
     public init(weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
-                dilation: (Int, Int) = (1, 1), groups: Int = 1, precision: WeightPrecision = .float32) {
+                trailingPadding: (Int, Int)? = nil, dilation: (Int, Int) = (1, 1), groups: Int = 1,
+                precision: WeightPrecision = .float32) {
         self.weight = weight
         self.bias = bias
         self.stride = stride
         self.padding = padding
+        self.trailingPadding = trailingPadding ?? padding
         self.dilation = dilation
         self.groups = groups
         self.precision = precision
@@ -29,7 +35,7 @@ public struct Conv2D: Sendable, Equatable {
 
     public static func == (a: Conv2D, b: Conv2D) -> Bool {
         a.weight == b.weight && a.bias == b.bias && a.stride == b.stride && a.padding == b.padding
-            && a.dilation == b.dilation && a.groups == b.groups && a.precision == b.precision
+            && a.trailingPadding == b.trailingPadding && a.dilation == b.dilation && a.groups == b.groups && a.precision == b.precision
     }
 }
 
@@ -97,6 +103,13 @@ public enum Operation: Sendable, Equatable {
     case maxPool(Pooling)
     case globalAveragePool
     case flatten
+    /// The node's inputs joined along the channel axis, in input order (DenseNet, Inception).
+    case concat
+    /// Product of the node's two inputs; the second may be (N, C, 1, 1), broadcast over the
+    /// plane (the gate of a squeeze-excite block), or the same shape as the first (swish).
+    case multiply
+    /// A pointwise nonlinearity other than the clamps (ReLU, ReLU6) that fuse into convolutions.
+    case pointwise(Pointwise)
     /// Rounds an activation tensor onto an integer grid, as a deployment runtime stores it
     /// between fused layers; inserted by activation quantization.
     case fakeQuantize(ActivationQuantizer)
@@ -138,11 +151,15 @@ public struct Model: Sendable, Equatable {
     public var name: String
     public var nodes: [Node]
     public var normalization: Normalization
+    /// (channels, height, width) of the images the model was built for: 3x32x32 for the CIFAR
+    /// networks, what an imported graph declares (or was given) otherwise.
+    public var inputShape: [Int]
 
-    public init(name: String, nodes: [Node], normalization: Normalization) {
+    public init(name: String, nodes: [Node], normalization: Normalization, inputShape: [Int] = [3, 32, 32]) {
         self.name = name
         self.nodes = nodes
         self.normalization = normalization
+        self.inputShape = inputShape
     }
 
     /// Indices of conv and linear nodes in execution order; layer `k` (from 1) is `weightLayers[k-1]`.

@@ -48,6 +48,8 @@ struct ConvolutionGeometry {
     let batch, inChannels, height, width: Int
     let outChannels, groups, kernelHeight, kernelWidth: Int
     let strideY, strideX, padY, padX, dilationY, dilationX: Int
+    /// Padding below and right of the input (asymmetric only in imported graphs).
+    let padBottom, padRight: Int
     let outHeight, outWidth: Int
 
     var inChannelsPerGroup: Int { inChannels / groups }
@@ -57,6 +59,7 @@ struct ConvolutionGeometry {
     var inPlane: Int { height * width }
     var isPointwiseIdentity: Bool {
         kernelHeight == 1 && kernelWidth == 1 && strideY == 1 && strideX == 1 && padY == 0 && padX == 0
+            && padBottom == 0 && padRight == 0
     }
     var isDepthwise: Bool { groups == inChannels && groups == outChannels && groups > 1 }
 
@@ -78,16 +81,17 @@ struct ConvolutionGeometry {
             throw ShapeProblem(problem: "bias has \(bias.count) values for \(weight[0]) output channels")
         }
         guard conv.stride.0 >= 1, conv.stride.1 >= 1, conv.dilation.0 >= 1, conv.dilation.1 >= 1,
-              conv.padding.0 >= 0, conv.padding.1 >= 0 else {
+              conv.padding.0 >= 0, conv.padding.1 >= 0, conv.trailingPadding.0 >= 0, conv.trailingPadding.1 >= 0 else {
             throw ShapeProblem(problem: "stride and dilation must be at least 1 and padding at least 0")
         }
         batch = input[0]; inChannels = input[1]; height = input[2]; width = input[3]
         outChannels = weight[0]; groups = conv.groups; kernelHeight = weight[2]; kernelWidth = weight[3]
         (strideY, strideX) = conv.stride
         (padY, padX) = conv.padding
+        (padBottom, padRight) = conv.trailingPadding
         (dilationY, dilationX) = conv.dilation
-        outHeight = (height + 2 * padY - dilationY * (kernelHeight - 1) - 1) / strideY + 1
-        outWidth = (width + 2 * padX - dilationX * (kernelWidth - 1) - 1) / strideX + 1
+        outHeight = (height + padY + padBottom - dilationY * (kernelHeight - 1) - 1) / strideY + 1
+        outWidth = (width + padX + padRight - dilationX * (kernelWidth - 1) - 1) / strideX + 1
         guard outHeight >= 1, outWidth >= 1 else {
             throw ShapeProblem(problem: "a \(kernelHeight)x\(kernelWidth) kernel does not fit a \(height)x\(width) input with this padding and dilation")
         }

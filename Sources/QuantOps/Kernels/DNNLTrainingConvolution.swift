@@ -29,7 +29,7 @@ final class DNNLTrainingConvolution: @unchecked Sendable {
         init(inputDims: [Int], conv: Conv2D) {
             self.inputDims = inputDims
             weightDims = conv.weight.shape
-            geometry = [conv.stride.0, conv.stride.1, conv.padding.0, conv.padding.1,
+            geometry = [conv.stride.0, conv.stride.1, conv.padding.0, conv.padding.1, conv.trailingPadding.0, conv.trailingPadding.1,
                         conv.dilation.0, conv.dilation.1, conv.groups]
             hasBias = conv.bias != nil
         }

@@ -53,7 +53,7 @@ public enum ActivationQuantization {
                     points.append(ActivationPoint(nodeIndex: index, name: node.name, layer: 0))
                 case .conv, .linear:
                     points.append(ActivationPoint(nodeIndex: index, name: node.name, layer: layerOfNode[index]))
-                case .batchNorm, .relu, .relu6, .add, .averagePool, .maxPool, .globalAveragePool:
+                case .batchNorm, .relu, .relu6, .add, .averagePool, .maxPool, .globalAveragePool, .concat, .multiply, .pointwise:
                     points.append(ActivationPoint(nodeIndex: index, name: node.name, layer: nil))
                 case .shortcutA, .flatten, .fakeQuantize:
                     continue

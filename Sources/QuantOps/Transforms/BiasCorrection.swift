@@ -147,6 +147,13 @@ public enum BiasCorrection {
                 moments[index] = ChannelPrior(mean: zeros + a.mean + zeros, std: zeros + a.std + zeros)
             case .averagePool, .globalAveragePool, .flatten, .fakeQuantize:
                 moments[index] = inputs.first ?? nil
+            case .concat:
+                let parts = inputs.compactMap { $0 }
+                guard parts.count == inputs.count else { continue }
+                moments[index] = ChannelPrior(mean: parts.flatMap(\.mean), std: parts.flatMap(\.std))
+            case .multiply, .pointwise:
+                // No closed form for the moments of a product or a sigmoid of priors.
+                continue
             case .maxPool:
                 continue
             }
