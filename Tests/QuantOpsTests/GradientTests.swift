@@ -194,6 +194,27 @@ final class GradientTests: XCTestCase {
         try checkGradients(model, input: random.tensor([2, 3, 9, 9]))
     }
 
+    func testAsymmetricPaddingOfImportedConvolutions() throws {
+        var random = SplitMix(state: 15)
+        let conv = Conv2D(weight: random.tensor([4, 3, 3, 3]), bias: random.tensor([4]), stride: (2, 2), padding: (0, 0),
+                          trailingPadding: (1, 1))
+        try checkGradients(Self.model([("input", .input, []), ("conv", .conv(conv), [0])]), input: random.tensor([2, 3, 8, 8]))
+    }
+
+    /// Concat, products with a broadcast gate (squeeze-excite) and the pointwise functions of
+    /// imported graphs, away from their kinks.
+    func testConcatMultiplyAndPointwiseFunctions() throws {
+        var random = SplitMix(state: 55)
+        let conv = Conv2D(weight: random.tensor([3, 3, 3, 3]), bias: random.tensor([3]), padding: (1, 1))
+        let model = Self.model([("input", .input, []), ("conv", .conv(conv), [0]), ("join", .concat, [0, 1]),
+                                ("pool", .globalAveragePool, [2]), ("gate", .pointwise(.sigmoid), [3]),
+                                ("excite", .multiply, [2, 4]), ("swish", .pointwise(.hardSwish), [5]),
+                                ("leaky", .pointwise(.leakyRelu(alpha: 0.1)), [6]),
+                                ("hard", .pointwise(.hardSigmoid(alpha: 0.2, beta: 0.5)), [7]),
+                                ("square", .multiply, [8, 8])])
+        try checkGradients(model, input: random.tensor([2, 3, 5, 5], scale: 2))
+    }
+
     func testLinearAndFlatten() throws {
         var random = SplitMix(state: 61)
         let layer = Linear(weight: random.tensor([5, 12]), bias: random.tensor([5]))

@@ -122,7 +122,7 @@ enum QuantizationCommands {
     static let mixedDFMPC = CommandSpec(
         ["mixed", "dfmpc"], group: .quantization,
         summary: "Apply the DF-MPC paper's pairing: conv1 low, conv2 high in each block",
-        help: "In each residual basic block, conv1 gets the low precision (ternary, binary or k-bit DoReFa) and conv2 `high`-bit DoReFa. The stem, shortcut convs and classifier stay float unless the recipe says otherwise. Follow with 'compensate dfmpc' to compensate.",
+        help: "In each residual basic block, conv1 gets the low precision (ternary, binary or k-bit DoReFa) and conv2 `high`-bit DoReFa. On other graphs a conv whose only reader is another conv (through BN and ReLU/ReLU6) pairs with it, as the paper pairs them: a bottleneck's 3x3 low with the following 1x1 high, MobileNet's depthwise low with its pointwise high, VGG chains alternating; the pairs are printed when they are not basic blocks. The stem, shortcut convs and classifier stay float unless the recipe says otherwise. Follow with 'compensate dfmpc' to compensate.",
         options: [
             OptionParameter("low", .choiceOrInteger(["ternary", "binary"], 1...8), default: .word("ternary"), help: "precision of each block's first conv"),
             OptionParameter("high", .integer(2...16), default: .integer(6), help: "bits of each block's second conv"),
@@ -139,6 +139,12 @@ enum QuantizationCommands {
         let high = invocation.int("high") ?? 6
         let pairs = try DFMPC.applyMixedPrecision(&model, low: low, highBits: high)
         session.commit(model, step: invocation.text)
-        session.output.line("mixed precision: \(pairs.count) blocks, conv1 \(low.label), conv2 \(high)-bit dorefa")
+        // The zoo's ResNets pair each basic block's conv1 and conv2; other graphs show their pairs for checking.
+        if pairs.allSatisfy({ $0.low.hasSuffix("conv1") && $0.high.hasSuffix("conv2") }) {
+            session.output.line("mixed precision: \(pairs.count) blocks, conv1 \(low.label), conv2 \(high)-bit dorefa")
+        } else {
+            session.output.line("mixed precision: \(pairs.count) pairs, low \(low.label), high \(high)-bit dorefa")
+            for pair in pairs { session.output.line("  \(pair.low) -> \(pair.high)") }
+        }
     }
 }

@@ -123,7 +123,9 @@ public enum DFMPC {
     // MARK: - Graph level
 
     /// Node indices of a conv whose output reaches exactly one conv through an optional BN and a
-    /// ReLU, each feeding nothing else (so scaling channel `j` along the way affects only that conv).
+    /// ReLU or ReLU6, each feeding nothing else (so scaling channel `j` along the way affects only
+    /// that conv). ReLU commutes with a positive scale exactly; ReLU6 only below its clip, which
+    /// is how the method is applied to MobileNets.
     struct PairNodes {
         var low: Int
         var batchNorm: Int?
@@ -142,7 +144,8 @@ public enum DFMPC {
                 batchNorm = next
                 next = afterNorm
             }
-            guard case .relu = model.nodes[next].operation, let highIndex = model.soleConsumer(of: next),
+            guard model.nodes[next].operation == .relu || model.nodes[next].operation == .relu6,
+                  let highIndex = model.soleConsumer(of: next),
                   case .conv(let high) = model.nodes[highIndex].operation,
                   high.groups == 1, high.inChannels == low.outChannels
             else { continue }
@@ -151,16 +154,24 @@ public enum DFMPC {
         return pairs
     }
 
-    /// Pairs that share no layer, taken greedily in execution order: basic blocks give
-    /// (conv1, conv2); a plain chain of convs alternates low, high, low, ...
+    /// Pairs that share no layer, as the paper pairs them (methods.md, Fig. 2): first a spatial
+    /// conv followed by a 1x1 one (a bottleneck's 3x3 low with the 1x1 after it high, MobileNet's
+    /// depthwise low with its pointwise high), then the rest greedily in execution order, so a
+    /// basic block gives (conv1, conv2) and a plain chain alternates low, high, low, ...
     static func disjointPairs(in model: Model) -> [PairNodes] {
-        var used = Set<Int>()
-        var pairs: [PairNodes] = []
-        for pair in adjacentPairs(in: model) where !used.contains(pair.low) && !used.contains(pair.high) {
-            used.formUnion([pair.low, pair.high])
-            pairs.append(pair)
+        func kernelArea(_ index: Int) -> Int {
+            guard case .conv(let conv) = model.nodes[index].operation else { return 0 }
+            return conv.weight.shape.dropFirst(2).reduce(1, *)
         }
-        return pairs
+        let candidates = adjacentPairs(in: model)
+        let spatialThenPointwise = candidates.filter { kernelArea($0.low) > 1 && kernelArea($0.high) == 1 }
+        var used = Set<Int>()
+        var chosen: [PairNodes] = []
+        for pair in spatialThenPointwise + candidates where !used.contains(pair.low) && !used.contains(pair.high) {
+            used.formUnion([pair.low, pair.high])
+            chosen.append(pair)
+        }
+        return chosen.sorted { $0.low < $1.low }
     }
 
     /// The pairs `mixed dfmpc` would use, by name.
