@@ -186,3 +186,21 @@ final class ONNXImportTests: XCTestCase {
         }
     }
 }
+
+/// What every command needs from an imported graph beyond its logits.
+final class ImportedGraphQuantizationTests: XCTestCase {
+    func testConcatenationInputsShareOneCalibratedRange() throws {
+        var model = try ONNXImporter.load(contentsOf: ONNXImportTests.fixtures.appendingPathComponent("denseblock.onnx"), name: "dense").model
+        try ActivationQuantization.quantize(&model, with: ActivationQuantizer(bits: 8, scheme: .asymmetric))
+        let input = try NumPyFile.read(contentsOf: ONNXImportTests.fixtures.appendingPathComponent("denseblock.input.npy"))
+        let statistics = try XCTUnwrap(try ActivationCalibration.collect(model, batchCount: 1) { _ in Tensor(shape: input.shape, data: input.values) })
+        try ActivationCalibration.apply(.minMax, statistics: statistics, to: &model)
+        let base = ActivationQuantization.removingQuantizers(model)
+        let quantizers = ActivationQuantization.quantizers(in: model)
+        for concat in base.nodes where concat.operation == .concat {
+            let ranges = ([concat.name] + concat.inputs.map { base.nodes[$0].name }).compactMap { quantizers[$0]?.range }
+            XCTAssertGreaterThan(ranges.count, 1, concat.name)
+            XCTAssertEqual(Set(ranges.map { [$0.lowerBound, $0.upperBound] }).count, 1, "\(concat.name): \(ranges)")
+        }
+    }
+}

@@ -100,8 +100,36 @@ public enum ActivationCalibration {
             ranges[point.name] = range
             report.append(CalibratedTensor(name: point.name, range: range, observed: observed.minimum...observed.maximum))
         }
+        ranges = sharingConcatenationRanges(ranges, in: ActivationQuantization.removingQuantizers(model))
+        report = report.map { CalibratedTensor(name: $0.name, range: ranges[$0.name] ?? $0.range, observed: $0.observed) }
         ActivationQuantization.setRanges(&model, ranges)
         return report
+    }
+
+    /// A concatenation's inputs and output get one range, the union of theirs: a runtime joins
+    /// integer tensors only when they share scale and zero point, so a quantized concat stores its
+    /// inputs on one grid. Chains of concatenations (DenseNet) share transitively.
+    static func sharingConcatenationRanges(_ ranges: [String: ClosedRange<Float>], in base: Model) -> [String: ClosedRange<Float>] {
+        var parent: [String: String] = [:]
+        func root(_ name: String) -> String {
+            var current = name
+            while let next = parent[current], next != current { current = next }
+            return current
+        }
+        for node in base.nodes where node.operation == .concat {
+            let members = ([node.name] + node.inputs.map { base.nodes[$0].name }).filter { ranges[$0] != nil }
+            guard let first = members.first else { continue }
+            for member in members.dropFirst() where root(member) != root(first) { parent[root(member)] = root(first) }
+        }
+        guard !parent.isEmpty else { return ranges }
+        var unions: [String: ClosedRange<Float>] = [:]
+        for (name, range) in ranges {
+            let group = root(name)
+            unions[group] = unions[group].map { min($0.lowerBound, range.lowerBound) ... max($0.upperBound, range.upperBound) } ?? range
+        }
+        var shared = ranges
+        for name in ranges.keys { shared[name] = unions[root(name)] }
+        return shared
     }
 
     /// FNV-1a over the graph: node names, operation kinds, parameters and weights (bit patterns),
