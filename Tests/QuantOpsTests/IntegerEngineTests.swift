@@ -62,7 +62,7 @@ final class IntegerEngineTests: XCTestCase {
         let chain = try XCTUnwrap(sevenBit.chains[sevenBit.layers[1].node])
         XCTAssertNotNil(chain.output)
         XCTAssertNotNil(chain.residual)
-        XCTAssertTrue(chain.relu)
+        XCTAssertEqual(chain.clampUpper, .infinity)
     }
 
     func testPairBoundIsExact() {

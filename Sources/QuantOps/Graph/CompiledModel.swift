@@ -229,10 +229,14 @@ public final class CompiledModel {
                 }
                 // The quantizer's clamp, in output steps before the zero point is added; with
                 // integer bounds, clamping before rounding equals clamping after.
+                // ReLU6's 6 is 6 / scale steps: clamping before rounding equals clamping after, as
+                // rounding is monotonic.
                 let lower = Float(output.lower - output.zeroPoint)
-                numerics.postOps.append(.clip(lower: chain.relu ? max(0, lower) : lower, upper: Float(output.upper - output.zeroPoint)))
+                let upper = Float(output.upper - output.zeroPoint)
+                numerics.postOps.append(.clip(lower: chain.clampUpper != nil ? max(0, lower) : lower,
+                                              upper: min(upper, (chain.clampUpper ?? .infinity) / output.scale)))
             } else {
-                numerics.postOps = ConvolutionNumerics.float(residualSum: fusion.residual != nil, relu: chain.relu).postOps
+                numerics.postOps = ConvolutionNumerics.float(residualSum: fusion.residual != nil, clampUpper: chain.clampUpper).postOps
             }
             primitive = try DNNLConvolution(stream: stream, inputDims: inputDims, conv: conv, weights: .int8(chain.codes),
                                             bias: chain.bias, numerics: numerics)
@@ -246,7 +250,7 @@ public final class CompiledModel {
                 bias[channel] += (conv.bias?.data[channel] ?? 0) * scale[channel]
             }
             primitive = try DNNLConvolution(stream: stream, inputDims: inputDims, conv: conv, weights: .float(weights), bias: bias,
-                                            numerics: .float(residualSum: fusion.residual != nil, relu: fusion.relu != nil))
+                                            numerics: .float(residualSum: fusion.residual != nil, clampUpper: fusion.clampUpper))
         }
         convolutions[fusion.head] = (inputDims, primitive)
         return primitive

@@ -113,14 +113,17 @@ struct ExecutionPlan {
         case fused(Fusion)
     }
 
-    /// conv [-> batch norm] [-> add residual] [-> ReLU], or add -> ReLU.
+    /// conv [-> batch norm] [-> add residual] [-> ReLU or ReLU6], or add -> ReLU/ReLU6.
     struct Fusion {
         var head: Int
         var batchNorm: Int?
         var add: Int?
         /// The add's other input, summed into the convolution's output.
         var residual: Int?
+        /// The ReLU or ReLU6 node that ends the chain.
         var relu: Int?
+        /// The upper bound of that clamp: infinity for ReLU, 6 for ReLU6; nil without one.
+        var clampUpper: Float?
 
         var members: [Int] { [head, batchNorm, add, relu].compactMap { $0 } }
         var last: Int { members.max() ?? head }
@@ -143,16 +146,17 @@ struct ExecutionPlan {
                 switch node.operation {
                 case .conv(let conv):
                     let (scale, shift) = try channelMap(model, conv: conv)
-                    let clampHere = relu != nil && residual == nil
+                    let clampHere = clampUpper != nil && residual == nil
                     let output = try Kernels.conv2d(inputs[0], conv,
-                                                    epilogue: ChannelEpilogue(scale: scale, shift: shift, lower: clampHere ? 0 : -.infinity))
+                                                    epilogue: ChannelEpilogue(scale: scale, shift: shift, lower: clampHere ? 0 : -.infinity,
+                                                                              upper: clampHere ? clampUpper! : .infinity))
                     guard let residual else { return output }
-                    return try Kernels.add(output, residual, thenClampAtZero: relu != nil)
+                    return try Kernels.add(output, residual, clampTo: clampUpper)
                 case .add:
                     guard inputs.count == 2 else {
                         throw EngineError(node: node.name, problem: "takes 2 inputs, was given \(inputs.count)")
                     }
-                    return try Kernels.add(inputs[0], inputs[1], thenClampAtZero: relu != nil)
+                    return try Kernels.add(inputs[0], inputs[1], clampTo: clampUpper)
                 default:
                     return try ForwardPass.evaluate(node, inputs: inputs)
                 }
@@ -205,8 +209,9 @@ struct ExecutionPlan {
                 default:
                     continue
                 }
-                if let relu = sole(tail, { $0.operation == .relu && $0.inputs.count == 1 }) {
+                if let relu = sole(tail, { ($0.operation == .relu || $0.operation == .relu6) && $0.inputs.count == 1 }) {
                     fusion.relu = relu
+                    fusion.clampUpper = model.nodes[relu].operation == .relu6 ? 6 : .infinity
                 }
                 guard fusion.members.count > 1 else { continue }
                 for member in fusion.members {
@@ -231,6 +236,6 @@ struct ExecutionPlan {
 
 extension ExecutionPlan.Fusion {
     init(head: Int) {
-        self.init(head: head, batchNorm: nil, add: nil, residual: nil, relu: nil)
+        self.init(head: head, batchNorm: nil, add: nil, residual: nil, relu: nil, clampUpper: nil)
     }
 }

@@ -138,7 +138,8 @@ struct IntegerChain: Sendable {
     var outputQuantizer: Int?
     /// The grid of the residual summed in, when the output is u8.
     var residual: ByteGrid?
-    var relu: Bool
+    /// The clamp that ends the chain: infinity for ReLU, 6 for ReLU6, nil without one.
+    var clampUpper: Float?
 
     struct Reason: Error {
         var text: String
@@ -211,7 +212,7 @@ struct IntegerChain: Sendable {
             }
         }
         return .success(IntegerChain(codes: codes, bias: bias, outputScales: outputScales, input: input, output: output,
-                                     outputQuantizer: outputQuantizer, residual: residual, relu: fusion.relu != nil))
+                                     outputQuantizer: outputQuantizer, residual: residual, clampUpper: fusion.clampUpper))
     }
 
     /// Without VNNI, oneDNN sums pairs of u8 x s8 products in int16 with saturation. A pair can

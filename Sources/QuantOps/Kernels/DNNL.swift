@@ -166,11 +166,12 @@ struct ConvolutionNumerics {
     var destinationZeroPoint: Int32 = 0
     var postOps: [PostOp] = []
 
-    /// f32 throughout, with an optional residual sum and ReLU.
-    static func float(residualSum: Bool, relu: Bool) -> ConvolutionNumerics {
+    /// f32 throughout, with an optional residual sum and clamp at [0, clampUpper] (ReLU: infinity,
+    /// ReLU6: 6).
+    static func float(residualSum: Bool, clampUpper: Float?) -> ConvolutionNumerics {
         var numerics = ConvolutionNumerics()
         if residualSum { numerics.postOps.append(.sum(scale: 1, zeroPoint: 0, type: dnnl_f32)) }
-        if relu { numerics.postOps.append(.relu) }
+        if let clampUpper { numerics.postOps.append(clampUpper.isFinite ? .clip(lower: 0, upper: clampUpper) : .relu) }
         return numerics
     }
 }

@@ -43,15 +43,17 @@ public enum Kernels {
         return result
     }
 
-    public static func add(_ a: Tensor, _ b: Tensor, thenClampAtZero: Bool = false) throws -> Tensor {
+    /// `a + b`, clamped to [0, clampTo] when a ReLU (infinity) or ReLU6 (6) follows.
+    public static func add(_ a: Tensor, _ b: Tensor, clampTo upper: Float? = nil) throws -> Tensor {
         guard a.shape == b.shape else {
             throw ShapeProblem(problem: "cannot add \(describeShape(a.shape)) and \(describeShape(b.shape))")
         }
         var result = a
-        let lower: Float = thenClampAtZero ? 0 : -.infinity
+        let lower: Float = upper == nil ? -.infinity : 0
+        let ceiling = upper ?? .infinity
         result.data.withUnsafeMutableBufferPointer { target in
             b.data.withUnsafeBufferPointer { other in
-                for i in target.indices { target[i] = max(target[i] + other[i], lower) }
+                for i in target.indices { target[i] = min(max(target[i] + other[i], lower), ceiling) }
             }
         }
         return result
