@@ -31,6 +31,9 @@ public struct CalibrationRequest: Sendable {
     public var samples: Int
     public var batchSize: Int
     public var estimator: RangeEstimator
+    /// How the data set's images are prepared, where that can vary (image folders), so that
+    /// statistics of differently prepared images are never mixed up.
+    public var preparation: String? = nil
 }
 
 /// Post-training quantization for 8-bit deployment (methods.md §4).
@@ -207,8 +210,10 @@ enum PTQCommands {
         case "entropy": estimator = .entropy
         default: estimator = .minMax
         }
-        return CalibrationRequest(data: invocation.string("data") ?? "cifar10-train", samples: invocation.int("samples") ?? 512,
-                                  batchSize: batch, estimator: estimator)
+        let data = invocation.string("data") ?? "cifar10-train"
+        return CalibrationRequest(data: data, samples: invocation.int("samples") ?? 512,
+                                  batchSize: batch, estimator: estimator,
+                                  preparation: ImageFolderName.folder(in: data).map { session.readingOptions(forFolder: $0).description })
     }
 
     /// The statistics for the model and data, from the cache or from one pass over the samples.
@@ -218,9 +223,7 @@ enum PTQCommands {
         let key = CalibrationKey(model: model, data: request.cacheLabel)
         if let cached = session.calibrationCache.statistics(for: key) { return (cached, true) }
         let dataset = try session.dataset(named: request.data)
-        // Only the standard data sets have contents that a name and the files present identify;
-        // images made in a session ('distill') are never looked up on disk.
-        let diskIdentity = CIFAR10.knownNames.contains(request.data) ? "records \(dataset.fileRecordCounts)" : nil
+        let diskIdentity = dataset.contentIdentity
         if let store = session.calibrationStore, let diskIdentity,
            let stored = store.load(key, dataIdentity: diskIdentity) {
             session.calibrationCache.store(stored, for: key)
@@ -234,7 +237,7 @@ enum PTQCommands {
         let collected = try ActivationCalibration.collect(model, batchCount: batchCount, batch: { batch in
             let chunk = indices[(batch * batchSize)..<min(indices.count, (batch + 1) * batchSize)]
             progress.update(done: batch * batchSize, total: indices.count)
-            return dataset.batch(chunk, normalization: model.normalization)
+            return try dataset.batch(chunk, normalization: model.normalization)
         }, shouldStop: { qsh_interrupt_requested() != 0 })
         guard let collected else { throw Interrupted() }
         session.calibrationCache.store(collected, for: key)
@@ -361,7 +364,7 @@ enum PTQCommands {
             reference: reference, quantized: state.model, batchCount: (indices.count + batchSize - 1) / batchSize,
             batch: { batch in
                 progress.update(done: batch * batchSize, total: indices.count)
-                return dataset.batch(indices[(batch * batchSize)..<min(indices.count, (batch + 1) * batchSize)],
+                return try dataset.batch(indices[(batch * batchSize)..<min(indices.count, (batch + 1) * batchSize)],
                                      normalization: state.model.normalization)
             }, shouldStop: { qsh_interrupt_requested() != 0 })
         progress.finish()
@@ -412,8 +415,8 @@ enum PTQCommands {
         let (samples, stride) = (invocation.int("samples") ?? 250, invocation.int("stride") ?? 1)
         try dataset.requireRecords((samples - 1) * stride + 1)
         let indices = Evaluation.indices(count: dataset.count, limit: samples, stride: stride)
-        let images = dataset.batch(indices, normalization: state.model.normalization)
-        let labels = indices.map { Int(dataset.labels[$0]) }
+        let images = try dataset.batch(indices, normalization: state.model.normalization)
+        let labels = dataset.labels(of: indices)
         let result = try Sensitivity.run(reference: reference, quantized: state.model, images: images, labels: labels,
                                          shouldStop: { qsh_interrupt_requested() != 0 })
         guard let report = result else { throw Interrupted() }
@@ -488,5 +491,5 @@ enum PTQCommands {
 
 extension CalibrationRequest {
     /// The data part of the cache key: the same images give the same statistics.
-    var cacheLabel: String { "\(data) samples=\(samples)" }
+    var cacheLabel: String { "\(data) samples=\(samples)" + (preparation.map { " " + $0 } ?? "") }
 }
