@@ -55,7 +55,7 @@ static uint8_t cmyk_channel(uint8_t stored_c, uint8_t stored_k) {
     return (uint8_t)(value < 0 ? 0 : (value > 255 ? 255 : value));
 }
 
-static int decode_jpeg(FILE *file, const char *path, int header_only, qsh_image *image, char *message, size_t size) {
+static int decode_jpeg(FILE *file, int header_only, qsh_image *image, char *message, size_t size) {
     struct jpeg_decompress_struct info;
     jpeg_failure failure;
     uint8_t *volatile pixels = NULL;
@@ -133,14 +133,14 @@ static int decode_jpeg(FILE *file, const char *path, int header_only, qsh_image 
 /* MARK: PNG */
 
 typedef struct {
-    jmp_buf jump;
     char message[200];
 } png_failure;
 
+/* Keeps libpng's message and returns to the setjmp on png_jmpbuf in decode_png. */
 static void png_stop(png_structp png, png_const_charp text) {
     png_failure *failure = (png_failure *)png_get_error_ptr(png);
     snprintf(failure->message, sizeof failure->message, "%s", text);
-    longjmp(failure->jump, 1);
+    png_longjmp(png, 1);
 }
 
 static void png_quiet(png_structp png, png_const_charp text) {
@@ -148,7 +148,7 @@ static void png_quiet(png_structp png, png_const_charp text) {
     (void)text;
 }
 
-static int decode_png(FILE *file, const char *path, int header_only, qsh_image *image, char *message, size_t size) {
+static int decode_png(FILE *file, int header_only, qsh_image *image, char *message, size_t size) {
     png_failure failure;
     memset(&failure, 0, sizeof failure);
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &failure, png_stop, png_quiet);
@@ -243,9 +243,9 @@ int qsh_image_decode(const char *path, int header_only, qsh_image *image, char *
     int code;
     static const unsigned char png_signature[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
     if (read >= 3 && signature[0] == 0xFF && signature[1] == 0xD8 && signature[2] == 0xFF) {
-        code = decode_jpeg(file, path, header_only, image, message, message_size);
+        code = decode_jpeg(file, header_only, image, message, message_size);
     } else if (read == 8 && memcmp(signature, png_signature, 8) == 0) {
-        code = decode_png(file, path, header_only, image, message, message_size);
+        code = decode_png(file, header_only, image, message, message_size);
     } else {
         code = fail(message, message_size, QSH_IMAGE_UNKNOWN_FORMAT, "%s",
                     read == 0 ? "the file is empty" : "neither a JPEG nor a PNG (no JPEG or PNG signature at its start)");

@@ -33,6 +33,8 @@ public struct ImagePreprocessing: Sendable, Equatable, CustomStringConvertible {
         return Int((Double(size - crop) / 2).rounded(.toNearestOrEven))
     }
 
+    public static func cropStartForTesting(size: Int, crop: Int) -> Int { cropStart(size: size, crop: crop) }
+
     /// The `crop` x `crop` RGB bytes (HWC) the network sees, before normalization.
     public func apply(_ image: RGBImage) -> RGBImage {
         let (width, height) = resizedSize(width: image.width, height: image.height)
