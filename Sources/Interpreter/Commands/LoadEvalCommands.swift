@@ -224,11 +224,11 @@ enum LoadEvalCommands {
         summary: "Re-estimate BN running statistics through the current model",
         help: "Exact population statistics over all the samples (not a momentum average), layer by layer in execution order, so the result does not depend on the batch size. Needs BN kept: run it before 'fold bn'.",
         options: [
-            OptionParameter("data", .text, default: .word("cifar10-train"), help: "calibration images"),
+            OptionParameter("data", .text, default: .word("cifar10-train"), help: "calibration images (a data set name: cifar10-train, cifar100-train, \"imagefolder:DIR\", distilled ...)"),
             OptionParameter("samples", .integer(1...1_000_000), default: .integer(1024), help: "how many images"),
             OptionParameter("batch", .integer(1...100_000), default: .integer(256), help: "images per forward pass"),
         ],
-        examples: ["recalibrate bn data=cifar10-train samples=1024"]
+        examples: ["recalibrate bn data=cifar10-train samples=1024", "recalibrate bn data=\"imagefolder:imagenet/train\" samples=1024"]
     ) { invocation, session in
         var model = try session.requireModel(for: "recalibrate bn").model
         let name = invocation.string("data") ?? "cifar10-train"
