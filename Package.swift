@@ -31,6 +31,9 @@ let package = Package(
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto"),
         // Small C helpers: readline globals and signal handling, runtime CPU dispatch.
         .target(name: "CShims", path: "Sources/CShims"),
+        // JPEG and PNG decoding through the system libjpeg(-turbo) and libpng, for image folders.
+        .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
+                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
         .target(name: "CLineEditor", dependencies: ["CShims", "CReadline"], path: "Sources/CLineEditor",
                 linkerSettings: [.linkedLibrary("readline")]),
 
@@ -41,7 +44,7 @@ let package = Package(
         .target(
             name: "QuantOps",
             dependencies: [
-                "CBLAS", "CDNNL", "CCrypto", "CShims", "ONNX",
+                "CBLAS", "CDNNL", "CCrypto", "CShims", "CImageCodecs", "ONNX",
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
             swiftSettings: releaseSpeed),

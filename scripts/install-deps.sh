@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system libraries qsh links against (Debian/Ubuntu).
 set -euo pipefail
-packages=(libreadline-dev libopenblas-dev libdnnl-dev libssl-dev librsvg2-bin tmux)
+packages=(libreadline-dev libopenblas-dev libdnnl-dev libssl-dev libjpeg62-turbo-dev libpng-dev librsvg2-bin tmux)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -32,8 +32,8 @@ final class DistillCommandTests: XCTestCase {
             load data "\(file.path)" as again
             """)
         XCTAssertEqual(status, .success, harness.errors.text)
-        let distilled = try XCTUnwrap(harness.session.datasets["distilled"])
-        let again = try XCTUnwrap(harness.session.datasets["again"])
+        let distilled = try XCTUnwrap(harness.session.datasets["distilled"] as? CIFAR10)
+        let again = try XCTUnwrap(harness.session.datasets["again"] as? CIFAR10)
         XCTAssertEqual(distilled.count, 4)
         XCTAssertEqual(again.pixels, distilled.pixels)
         XCTAssertEqual(again.labels, distilled.labels)
@@ -50,7 +50,7 @@ final class DistillCommandTests: XCTestCase {
         for harness in [first, second] {
             XCTAssertEqual(harness.run("load resnet20\ndistill samples=2 steps=2 batch=2 seed=5"), .success, harness.errors.text)
         }
-        XCTAssertEqual(first.session.datasets["distilled"]?.pixels, second.session.datasets["distilled"]?.pixels)
+        XCTAssertEqual((first.session.datasets["distilled"] as? CIFAR10)?.pixels, (second.session.datasets["distilled"] as? CIFAR10)?.pixels)
     }
 
     func testDistilledDataWorksWhereADataSetNameGoes() throws {

@@ -139,4 +139,52 @@ final class CIFARTests: XCTestCase {
         XCTAssertTrue(stopped.stoppedEarly)
         XCTAssertEqual(stopped.count, 20)
     }
+
+    // MARK: CIFAR-100
+
+    /// Records of the official CIFAR-100 layout: coarse label, fine label, 3072 pixel bytes.
+    func cifar100Records(_ labels: [(coarse: UInt8, fine: UInt8)]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for (index, label) in labels.enumerated() {
+            bytes += [label.coarse, label.fine] + [UInt8](repeating: UInt8(index * 10), count: 3072)
+        }
+        return bytes
+    }
+
+    func testCIFAR100ReadsFineLabelsThroughTheSharedReader() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cifar100-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        try Data(cifar100Records([(3, 99), (19, 0), (0, 42)])).write(to: folder.appendingPathComponent("test.bin"))
+        try Data(cifar100Records([(1, 7)])).write(to: folder.appendingPathComponent("train.bin"))
+        XCTAssertEqual(CIFAR100.recordSize, 3074)
+        let test = try CIFAR100.load(named: "cifar100", from: folder)
+        XCTAssertEqual(test.count, 3)
+        XCTAssertEqual(test.classCount, 100)
+        XCTAssertEqual(test.labels(of: 0..<3), [99, 0, 42])
+        let batch = test.batch([2, 1], normalization: Normalization(mean: [0, 0, 0], std: [1, 1, 1]))
+        XCTAssertEqual(batch.shape, [2, 3, 32, 32])
+        XCTAssertEqual(batch.data[0], 20 / 255, accuracy: 1e-6)
+        XCTAssertEqual(batch.data[3072], 10 / 255, accuracy: 1e-6)
+        let train = try CIFAR100.load(named: "cifar100-train", from: folder)
+        XCTAssertEqual(train.labels, [7])
+        XCTAssertEqual(try Fetcher.locateCIFAR(CIFAR100Layout.self, in: [folder], allowDownload: false), folder)
+    }
+
+    func testCIFAR100RejectsTruncatedFilesAndCIFAR10Files() throws {
+        let truncated = try temporaryFile(Array(cifar100Records([(0, 1), (0, 2)]).dropLast(10)))
+        XCTAssertThrowsError(try CIFAR100(name: "x", files: [truncated])) { error in
+            let text = "\(error)"
+            XCTAssert(text.contains(truncated.path) && text.contains("3074-byte record") && text.contains("CIFAR-100"), text)
+        }
+        // CIFAR-10 records read as CIFAR-100: the first pixel byte is taken as the fine label.
+        var cifar10 = [UInt8](repeating: 0, count: 2 * CIFAR100.recordSize)
+        cifar10[1] = 200
+        XCTAssertThrowsError(try CIFAR100(name: "x", files: [try temporaryFile(cifar10)])) { error in
+            XCTAssert("\(error)".contains("label 200"), "\(error)")
+        }
+        XCTAssertThrowsError(try CIFAR100.load(named: "cifar100", from: URL(fileURLWithPath: "/nonexistent"))) { error in
+            XCTAssert("\(error)".contains("cifar-100-binary.tar.gz"), "\(error)")
+        }
+    }
 }

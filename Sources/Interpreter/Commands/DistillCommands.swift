@@ -41,7 +41,7 @@ enum DistillCommands {
                                           seed: UInt64(invocation.int("seed") ?? 0),
                                           clampToPixelRange: invocation.bool("clamp") ?? true)
         let name = invocation.string("name") ?? distilledName
-        if CIFAR10.knownNames.contains(name) {
+        if Session.standardDataSetNames.contains(name) || ImageFolderName.folder(in: name) != nil {
             throw CommandError("'\(name)' names a real data set", hint: "choose another name with name=NAME")
         }
         let quantized = model.weightLayers.filter { $0.precision != .float32 }.count
@@ -80,7 +80,10 @@ enum DistillCommands {
         examples: ["save data distilled to \"distilled-resnet20.bin\""]
     ) { invocation, session in
         let name = invocation.string("data") ?? distilledName
-        let dataset = try session.dataset(named: name)
+        guard let dataset = try session.dataset(named: name) as? CIFAR10 else {
+            throw CommandError("'save data' writes 32x32 images with 10 classes in the CIFAR-10 layout, and '\(name)' is not such a data set",
+                               hint: "save images made by 'distill' or read by 'load data'")
+        }
         let path = invocation.string("file") ?? ""
         try dataset.write(to: URL(fileURLWithPath: path))
         session.output.line("saved \(dataset.count) images of '\(name)' to \(path)")
@@ -97,7 +100,7 @@ enum DistillCommands {
     ) { invocation, session in
         let path = invocation.string("file") ?? ""
         let name = invocation.string("name") ?? distilledName
-        if CIFAR10.knownNames.contains(name) {
+        if Session.standardDataSetNames.contains(name) || ImageFolderName.folder(in: name) != nil {
             throw CommandError("'\(name)' names a real data set", hint: "choose another name with 'as NAME'")
         }
         let dataset: CIFAR10

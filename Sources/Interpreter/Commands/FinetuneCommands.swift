@@ -45,7 +45,7 @@ enum FinetuneCommands {
             OptionParameter("rho_decay", .number(0.000001...1), default: .number(0.1), help: "factor applied to rho every rho_every epochs"),
             OptionParameter("rho_every", .integer(1...1_000_000), default: .integer(100), help: "epochs between rho decays"),
             OptionParameter("validate", .text, help: "held-out synthetic images: per-epoch KL there, and the kept state is the one with the lowest"),
-            OptionParameter("eval", .text, help: "labelled data for a per-epoch top-1, e.g. cifar10"),
+            OptionParameter("eval", .text, help: "labelled data for a per-epoch top-1, e.g. cifar10 or \"imagefolder:DIR\""),
             OptionParameter("stride", .integer(1...10_000), default: .integer(20), help: "with eval: every K-th image"),
             OptionParameter("resume", .boolean, default: .boolean(false), help: "continue the last fine-tuning (masters, momentum, epoch count)"),
         ],

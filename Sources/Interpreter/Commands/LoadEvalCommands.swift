@@ -124,9 +124,10 @@ enum LoadEvalCommands {
 
     static let evaluate = CommandSpec(
         ["eval"], group: .model, summary: "Measure top-1 and top-5 accuracy on a data set",
-        help: "Records are visited in file order (the official order for CIFAR-10), so 'eval cifar10 limit=1000' takes the first 1,000 test images and 'stride=10' every 10th; both are the subsets any user of the official files gets. cifar10-train is every training batch present; a limit that needs a missing batch is an error that names it. The result is kept as top1 and top5 for 'expect' and 'results'.",
+        help: "Records are visited in file order (the official order for CIFAR-10 and CIFAR-100), so 'eval cifar10 limit=1000' takes the first 1,000 test images and 'stride=10' every 10th; both are the subsets any user of the official files gets. cifar10-train is every training batch present; a limit that needs a missing batch is an error that names it. cifar100 and cifar100-train read cifar-100-binary/test.bin and train.bin (the fine labels, 100 classes). 'eval imagefolder \"DIR\"' reads a folder of JPEG and PNG images in torchvision's ImageFolder layout (one subfolder per class, classes sorted), prepared exactly as PIL and torchvision prepare them: shorter side resized to resize= with Pillow's antialiased filter, center crop crop=, then the model's normalization; the options are remembered for the folder, so 'calibrate data=\"imagefolder:DIR\"' and other data= uses read it the same way. Files that are not readable images are skipped with a warning (strict=true: an error). The result is kept as top1 and top5 for 'expect' and 'results'.",
         positionals: [
-            Positional("data", .text, help: "a data set: cifar10 (test), cifar10-train"),
+            Positional("data", .text, help: "a data set: cifar10 (test), cifar10-train, cifar100, cifar100-train, or imagefolder followed by the folder"),
+            Positional("folder", .path, optional: true, help: "after imagefolder: the folder of images, one subfolder per class"),
             Positional("logits", keyword: "logits", .choice(["to"]), optional: true, help: "also write the logits: 'logits to \"FILE\"'"),
             Positional("file", .path, optional: true, help: "the .npy file for the logits (float32, images x classes, in evaluation order)"),
         ],
@@ -137,16 +138,18 @@ enum LoadEvalCommands {
             OptionParameter("shard", .text, help: "evaluate only part INDEX/COUNT of the images (e.g. \"0/4\"), or auto: the part of this process's --shard; 'qsh merge' adds the parts up exactly"),
             OptionParameter("engine", .choice(Arithmetic.allCases.map(\.rawValue)),
                             help: "float, or int8: quantized convolutions run on integers (default: 'set engine', float)"),
-        ],
-        examples: ["eval cifar10", "eval cifar10 limit=1000", "eval cifar10 engine=int8", "eval cifar10 stride=10", "eval cifar10 shard=auto", "eval cifar10 shard=\"1/4\"", "eval cifar10 logits to \"logits.npy\""]
+        ] + imageFolderParameters,
+        examples: ["eval cifar10", "eval cifar10 limit=1000", "eval cifar10 engine=int8", "eval cifar10 stride=10", "eval cifar10 shard=auto", "eval cifar10 shard=\"1/4\"", "eval cifar10 logits to \"logits.npy\"",
+                   "eval cifar100", "eval imagefolder \"imagenet/val\"", "eval imagefolder \"imagenet/val\" resize=256 crop=224 interpolation=bilinear limit=500",
+                   "eval imagefolder \"images\" labels=\"labels.txt\" strict=true"]
     ) { invocation, session in
         let state = try session.requireModel(for: "eval")
-        let name = invocation.string("data") ?? "cifar10"
         let logitsPath = invocation.string("file")
         guard (logitsPath == nil) == (invocation.value("logits") == nil) else {
-            throw CommandError("'eval' writes logits with 'logits to \"FILE\"'", hint: "e.g. eval \(name) logits to \"logits.npy\"")
+            throw CommandError("'eval' writes logits with 'logits to \"FILE\"'", hint: "e.g. eval \(invocation.string("data") ?? "cifar10") logits to \"logits.npy\"")
         }
-        let dataset = try session.dataset(named: name)
+        let dataset = try evaluationData(invocation, session: session)
+        let name = dataset.name
         if let limit = invocation.int("limit") { try dataset.requireRecords((limit - 1) * (invocation.int("stride") ?? 1) + 1) }
         let part = try dataPart(invocation.string("shard"), session: session)
         let engine = invocation.string("engine").flatMap(Arithmetic.init(rawValue:)) ?? session.settings.engine
@@ -180,6 +183,51 @@ enum LoadEvalCommands {
                             + (part.map { " part \($0) of the images" } ?? ""))
         if engine == .int8 { session.output.line(integerSummary(state.model)) }
         if let logitsPath { session.output.line("wrote logits (\(result.count) x \(classes), float32) to \(logitsPath)") }
+    }
+
+    /// How an image folder is read; `eval` takes them, and `data="imagefolder:DIR"` elsewhere
+    /// reuses what the last `eval` of that folder gave.
+    static let imageFolderParameters = [
+        OptionParameter("resize", .integer(1...65_536), help: "image folders: the shorter side is resized to this many pixels (default 256)"),
+        OptionParameter("crop", .integer(1...65_536), help: "image folders: the center crop's side (default 224)"),
+        OptionParameter("interpolation", .choice(ResampleFilter.allCases.map(\.rawValue)),
+                        help: "image folders: Pillow's resize filter (default bilinear, antialiased as in torchvision)"),
+        OptionParameter("strict", .boolean, help: "image folders: an unreadable image file is an error instead of being skipped"),
+        OptionParameter("labels", .path, help: "image folders: a text file of 'relative/path label' lines to read instead of class subfolders"),
+    ]
+
+    /// The data set `eval` names: a standard or session data set by name, or an image folder
+    /// (`eval imagefolder "DIR"`, or the data word `imagefolder:DIR`) read with the options given.
+    static func evaluationData(_ invocation: Invocation, session: Session) throws -> any LabeledImages {
+        let word = invocation.string("data") ?? "cifar10"
+        let imageOptions = imageFolderParameters.map(\.name).filter { invocation.explicitOptions.contains($0) }
+        let folder: String
+        if word == ImageFolderName.word {
+            guard let given = invocation.string("folder") else {
+                throw CommandError("'eval imagefolder' needs the folder of images", hint: "e.g. eval imagefolder \"/data/imagenet/val\"")
+            }
+            folder = given
+        } else if let named = ImageFolderName.folder(in: word), invocation.string("folder") == nil {
+            folder = named
+        } else {
+            if let extra = invocation.string("folder") {
+                throw CommandError("'eval \(word)' takes no folder, and '\(extra)' follows it",
+                                   hint: "a folder of images: eval imagefolder \"\(extra)\"; logits: eval \(word) logits to \"\(extra)\"")
+            }
+            if let option = imageOptions.first {
+                throw CommandError("\(option)= applies to image folders, and \(word) is not one", hint: "e.g. eval imagefolder \"DIR\" \(option)=...")
+            }
+            return try session.dataset(named: word)
+        }
+        // Options not given keep the defaults (not an earlier eval's), so that a line means the
+        // same wherever it stands.
+        let defaults = ImagePreprocessing()
+        let options = ImageFolderOptions(
+            preprocessing: ImagePreprocessing(resize: invocation.int("resize") ?? defaults.resize, crop: invocation.int("crop") ?? defaults.crop,
+                                              filter: invocation.string("interpolation").flatMap(ResampleFilter.init(rawValue:)) ?? defaults.filter),
+            strict: invocation.bool("strict") ?? false,
+            labelsFile: invocation.string("labels"))
+        return try session.imageFolder(folder, options: options)
     }
 
     /// Which layers an int8 eval ran on integers, and why the others ran in float.
@@ -234,17 +282,17 @@ enum LoadEvalCommands {
         summary: "Re-estimate BN running statistics through the current model",
         help: "Exact population statistics over all the samples (not a momentum average), layer by layer in execution order, so the result does not depend on the batch size. Needs BN kept: run it before 'fold bn'.",
         options: [
-            OptionParameter("data", .text, default: .word("cifar10-train"), help: "calibration images"),
+            OptionParameter("data", .text, default: .word("cifar10-train"), help: "calibration images (a data set name: cifar10-train, cifar100-train, \"imagefolder:DIR\", distilled ...)"),
             OptionParameter("samples", .integer(1...1_000_000), default: .integer(1024), help: "how many images"),
             OptionParameter("batch", .integer(1...100_000), default: .integer(256), help: "images per forward pass"),
         ],
-        examples: ["recalibrate bn data=cifar10-train samples=1024"]
+        examples: ["recalibrate bn data=cifar10-train samples=1024", "recalibrate bn data=\"imagefolder:imagenet/train\" samples=1024"]
     ) { invocation, session in
         var model = try session.requireModel(for: "recalibrate bn").model
         let name = invocation.string("data") ?? "cifar10-train"
         let dataset = try session.dataset(named: name)
         let indices = try dataset.sampleIndices(invocation.int("samples") ?? 1024)
-        let images = dataset.batch(indices, normalization: model.normalization)
+        let images = try dataset.batch(indices, normalization: model.normalization)
         let report = try BatchNormRecalibration.run(&model, images: images, batchSize: invocation.int("batch") ?? 256)
         session.commit(model, step: invocation.text)
         session.output.line(report.summary)

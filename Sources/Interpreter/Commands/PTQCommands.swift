@@ -31,6 +31,9 @@ public struct CalibrationRequest: Sendable {
     public var samples: Int
     public var batchSize: Int
     public var estimator: RangeEstimator
+    /// How the data set's images are prepared, where that can vary (image folders), so that
+    /// statistics of differently prepared images are never mixed up.
+    public var preparation: String? = nil
 }
 
 /// Post-training quantization for 8-bit deployment (methods.md §4).
@@ -169,7 +172,7 @@ enum PTQCommands {
             Runs the model with float activations over the samples (spread over the data set) once, gathering per tensor the extremes, moments, per-image extremes and a histogram of |x|; the statistics are cached by model state and data, so calling 'calibrate' again with another method does not run the model. Methods: minmax (extremes), ema (moving average of per-batch extremes; the only one that depends on 'batch'), percentile (p-th percentile of |x|), meanstd (mean +- k sigma), entropy (TensorRT: least KL divergence over a 2048-bin histogram of |x|).
             """,
         options: [
-            OptionParameter("data", .text, default: .word("cifar10-train"), help: "calibration images"),
+            OptionParameter("data", .text, default: .word("cifar10-train"), help: "calibration images (a data set name: cifar10-train, cifar100-train, \"imagefolder:DIR\", distilled ...)"),
             OptionParameter("samples", .integer(1...1_000_000), default: .integer(512), help: "how many images"),
             OptionParameter("method", .choice(["minmax", "ema", "percentile", "meanstd", "entropy"]), default: .word("minmax"), help: "range estimator"),
             OptionParameter("momentum", .number(0...1), default: .number(0.9), help: "ema: weight of the running value"),
@@ -207,8 +210,10 @@ enum PTQCommands {
         case "entropy": estimator = .entropy
         default: estimator = .minMax
         }
-        return CalibrationRequest(data: invocation.string("data") ?? "cifar10-train", samples: invocation.int("samples") ?? 512,
-                                  batchSize: batch, estimator: estimator)
+        let data = invocation.string("data") ?? "cifar10-train"
+        return CalibrationRequest(data: data, samples: invocation.int("samples") ?? 512,
+                                  batchSize: batch, estimator: estimator,
+                                  preparation: ImageFolderName.folder(in: data).map { session.readingOptions(forFolder: $0).description })
     }
 
     /// The statistics for the model and data, from the cache or from one pass over the samples.
@@ -218,9 +223,7 @@ enum PTQCommands {
         let key = CalibrationKey(model: model, data: request.cacheLabel)
         if let cached = session.calibrationCache.statistics(for: key) { return (cached, true) }
         let dataset = try session.dataset(named: request.data)
-        // Only the standard data sets have contents that a name and the files present identify;
-        // images made in a session ('distill') are never looked up on disk.
-        let diskIdentity = CIFAR10.knownNames.contains(request.data) ? "records \(dataset.fileRecordCounts)" : nil
+        let diskIdentity = dataset.contentIdentity
         if let store = session.calibrationStore, let diskIdentity,
            let stored = store.load(key, dataIdentity: diskIdentity) {
             session.calibrationCache.store(stored, for: key)
@@ -234,7 +237,7 @@ enum PTQCommands {
         let collected = try ActivationCalibration.collect(model, batchCount: batchCount, batch: { batch in
             let chunk = indices[(batch * batchSize)..<min(indices.count, (batch + 1) * batchSize)]
             progress.update(done: batch * batchSize, total: indices.count)
-            return dataset.batch(chunk, normalization: model.normalization)
+            return try dataset.batch(chunk, normalization: model.normalization)
         }, shouldStop: { qsh_interrupt_requested() != 0 })
         guard let collected else { throw Interrupted() }
         session.calibrationCache.store(collected, for: key)
@@ -341,7 +344,7 @@ enum PTQCommands {
         ["analyze"], group: .analysis, summary: "Per-layer error of the quantized model against the float one",
         help: "Runs the float model (as it was before quantization) and the quantized model on the same calibration images and compares, for each layer, the output a runtime stores (after its fused BN/add/ReLU and its activation quantizer): RMSE and SQNR = 10 log10(sum f^2 / sum (f - q)^2). 'own dB' removes the noise the layer's input already carried (noise powers add), so its lowest value marks the layer that breaks accuracy. The result is kept as sqnr_min, sqnr_worst_layer and sqnr_harmful_layer.",
         options: [
-            OptionParameter("data", .text, default: .word("cifar10-train"), help: "images to compare on"),
+            OptionParameter("data", .text, default: .word("cifar10-train"), help: "images to compare on (a data set name: cifar10-train, cifar100-train, \"imagefolder:DIR\", distilled ...)"),
             OptionParameter("samples", .integer(1...100_000), default: .integer(256), help: "how many images"),
             OptionParameter("order", .choice(["model", "sorted"]), default: .word("model"), help: "model order, or worst SQNR first"),
             OptionParameter("batch", .integer(1...10_000), default: .integer(32), help: "images per forward pass"),
@@ -361,7 +364,7 @@ enum PTQCommands {
             reference: reference, quantized: state.model, batchCount: (indices.count + batchSize - 1) / batchSize,
             batch: { batch in
                 progress.update(done: batch * batchSize, total: indices.count)
-                return dataset.batch(indices[(batch * batchSize)..<min(indices.count, (batch + 1) * batchSize)],
+                return try dataset.batch(indices[(batch * batchSize)..<min(indices.count, (batch + 1) * batchSize)],
                                      normalization: state.model.normalization)
             }, shouldStop: { qsh_interrupt_requested() != 0 })
         progress.finish()
@@ -396,12 +399,12 @@ enum PTQCommands {
         ["sensitivity"], group: .analysis, summary: "Quantize one layer at a time, then keep one layer float at a time",
         help: "For every layer: accuracy and logit SQNR with only that layer quantized (weights and output activations; the rest float), then with only that layer float (the rest quantized), on the first images of a labelled data set. Suggests the 'keep layer N float' lines that recover the most accuracy.",
         options: [
-            OptionParameter("data", .text, default: .word("cifar10"), help: "labelled images"),
+            OptionParameter("data", .text, default: .word("cifar10"), help: "labelled images (a data set name: cifar10-train, cifar100-train, \"imagefolder:DIR\", distilled ...)"),
             OptionParameter("stride", .integer(1...10_000), default: .integer(1), help: "every K-th image"),
             OptionParameter("samples", .integer(1...100_000), default: .integer(250), help: "at most this many images after striding"),
             OptionParameter("suggest", .integer(0...100), default: .integer(3), help: "how many 'keep' lines to suggest"),
         ],
-        examples: ["sensitivity", "sensitivity samples=500", "sensitivity stride=10 samples=500"]
+        examples: ["sensitivity", "sensitivity samples=500", "sensitivity stride=10 samples=500", "sensitivity data=\"imagefolder:imagenet/val\" samples=100"]
     ) { invocation, session in
         let state = try session.requireModel(for: "sensitivity")
         try requireSomethingQuantized(state.model, for: "sensitivity")
@@ -412,8 +415,8 @@ enum PTQCommands {
         let (samples, stride) = (invocation.int("samples") ?? 250, invocation.int("stride") ?? 1)
         try dataset.requireRecords((samples - 1) * stride + 1)
         let indices = Evaluation.indices(count: dataset.count, limit: samples, stride: stride)
-        let images = dataset.batch(indices, normalization: state.model.normalization)
-        let labels = indices.map { Int(dataset.labels[$0]) }
+        let images = try dataset.batch(indices, normalization: state.model.normalization)
+        let labels = dataset.labels(of: indices)
         let result = try Sensitivity.run(reference: reference, quantized: state.model, images: images, labels: labels,
                                          shouldStop: { qsh_interrupt_requested() != 0 })
         guard let report = result else { throw Interrupted() }
@@ -488,5 +491,5 @@ enum PTQCommands {
 
 extension CalibrationRequest {
     /// The data part of the cache key: the same images give the same statistics.
-    var cacheLabel: String { "\(data) samples=\(samples)" }
+    var cacheLabel: String { "\(data) samples=\(samples)" + (preparation.map { " " + $0 } ?? "") }
 }

@@ -160,15 +160,16 @@ public struct RunReport: Codable, Sendable {
 
     /// The files behind every standard data set the session read.
     static func dataChecksums(_ session: Session) -> [FileChecksum] {
-        let names = session.datasets.keys.filter { CIFAR10.knownNames.contains($0) }
+        standardFileChecksums(CIFAR10Layout.self, session) + standardFileChecksums(CIFAR100Layout.self, session)
+    }
+
+    private static func standardFileChecksums<Layout: CIFARLayout>(_ layout: Layout.Type, _ session: Session) -> [FileChecksum] {
+        let names = session.datasets.keys.filter { CIFARBinary<Layout>.knownNames.contains($0) }
         guard !names.isEmpty,
-              let folder = try? Fetcher.locateCIFAR10(in: session.dataDirectories, allowDownload: false) else { return [] }
+              let folder = try? Fetcher.locateCIFAR(layout, in: session.dataDirectories, allowDownload: false) else { return [] }
         var files = Set<String>()
         for name in names {
-            switch name {
-            case "cifar10": files.insert("test_batch.bin")
-            default: (1...5).forEach { files.insert("data_batch_\($0).bin") }
-            }
+            (name == Layout.testName ? Layout.testFiles : Layout.trainingFiles).forEach { files.insert($0) }
         }
         return files.sorted().compactMap { file in
             let url = folder.appendingPathComponent(file)

@@ -141,7 +141,10 @@ public final class Session {
     /// Seeds of the random draws made so far, by what drew them (e.g. `"calibrate"`), for reports.
     public var seeds: [String: UInt64] = [:]
     /// Data sets read so far, and data sets made in the session, by name.
-    public var datasets: [String: CIFAR10] = [:]
+    public var datasets: [String: any LabeledImages] = [:]
+    /// How each image folder is read (by the folder as the recipe wrote it): set by
+    /// `eval imagefolder "DIR" resize=... crop=...`, used by every `data="imagefolder:DIR"`.
+    public var imageFolderOptions: [String: ImageFolderOptions] = [:]
     /// Post-training quantization state: float reference, layers kept float, calibration.
     public var ptq = PTQState()
     /// The last `finetune ait`: its state to resume from and its per-epoch reports.
@@ -207,14 +210,15 @@ public final class Session {
         var undoStack: [ModelState?]
         var snapshots: [String: ModelState]
         var lastAnalysis: LayerErrorReport?
-        var datasets: [String: CIFAR10]
+        var datasets: [String: any LabeledImages]
+        var imageFolderOptions: [String: ImageFolderOptions]
         var ptq: PTQState
         var finetuning: FinetuneRecord?
     }
 
     func captureItemState() -> ItemState {
         ItemState(settings: settings, variables: variables, values: values, current: current, loaded: loaded,
-                  undoStack: undoStack, snapshots: snapshots, lastAnalysis: lastAnalysis, datasets: datasets,
+                  undoStack: undoStack, snapshots: snapshots, lastAnalysis: lastAnalysis, datasets: datasets, imageFolderOptions: imageFolderOptions,
                   ptq: ptq, finetuning: finetuning)
     }
 
@@ -228,6 +232,7 @@ public final class Session {
         snapshots = state.snapshots
         lastAnalysis = state.lastAnalysis
         datasets = state.datasets
+        imageFolderOptions = state.imageFolderOptions
         ptq = state.ptq
         finetuning = state.finetuning
         applySettings()

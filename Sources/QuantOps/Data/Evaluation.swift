@@ -30,8 +30,9 @@ public enum Evaluation {
 
     /// Classifies the selected images in batches. `progress(done, total)` is called after
     /// each batch and `shouldStop` is polled before each, so Ctrl-C ends a run cleanly.
-    /// `logits` receives each batch's logits (rows in evaluation order).
-    public static func run(model: Model, dataset: CIFAR10, limit: Int? = nil, stride: Int = 1, part: Shard? = nil,
+    /// `logits` receives each batch's logits (rows in evaluation order). The next batch is
+    /// prepared on a background queue while the model runs on the current one.
+    public static func run(model: Model, dataset: any LabeledImages, limit: Int? = nil, stride: Int = 1, part: Shard? = nil,
                            batchSize: Int = 200, arithmetic: Arithmetic = .float,
                            progress: ((Int, Int) -> Void)? = nil,
                            shouldStop: (() -> Bool)? = nil, logits logitsSink: ((Tensor) -> Void)? = nil) throws -> EvaluationResult {
@@ -48,19 +49,35 @@ public enum Evaluation {
             throw EngineError(node: model.name, problem: "int8 arithmetic runs on oneDNN, and the convolution backend is \(ConvolutionBackend.current)")
         }
         let compiled = ConvolutionBackend.current == .oneDNN ? try CompiledModel(model, arithmetic: arithmetic) : nil
-        while done < selected.count {
+        let chunks = Swift.stride(from: 0, to: selected.count, by: batchSize).map {
+            Array(selected[$0..<min($0 + batchSize, selected.count)])
+        }
+        let normalization = model.normalization
+        func prefetch(_ position: Int) -> Prefetched<Tensor>? {
+            guard position < chunks.count else { return nil }
+            let chunk = chunks[position]
+            return Prefetched { try dataset.batch(chunk, normalization: normalization) }
+        }
+        var next = prefetch(0)
+        // A run that stops early still waits for the batch being prepared, so that no work
+        // outlives the call.
+        defer { _ = try? next?.value() }
+        for position in chunks.indices {
             if shouldStop?() == true {
                 stoppedEarly = true
                 break
             }
-            let chunk = selected[done..<min(done + batchSize, selected.count)]
-            let input = dataset.batch(chunk, normalization: model.normalization)
+            let chunk = chunks[position]
+            let pending = next
+            next = nil
+            let input = try pending!.value()
+            next = prefetch(position + 1)
             let logits = try compiled?.logits(input) ?? ForwardPass.logits(model, input: input)
             logitsSink?(logits)
             let classes = logits.shape[1]
             for (row, image) in chunk.enumerated() {
                 let scores = logits.data[(row * classes)..<((row + 1) * classes)]
-                let label = Int(dataset.labels[image])
+                let label = dataset.label(of: image)
                 let ranking = topIndices(scores, count: min(5, classes))
                 predictions.append(ranking[0])
                 if ranking[0] == label { top1Hits += 1 }

@@ -248,21 +248,21 @@ public struct QuantizationAwareTraining: Sendable {
     }
 
     /// The teacher's log-probabilities for every image of `data`, row by row.
-    public func teacherLogProbabilities(_ data: CIFAR10, batchSize: Int = 200) throws -> [Double] {
+    public func teacherLogProbabilities(_ data: any LabeledImages, batchSize: Int = 200) throws -> [Double] {
         try logits(of: teacher, on: data, batchSize: batchSize).flatMap { TeacherLoss.logSoftmax($0) }
     }
 
-    func logits(of model: Model, on data: CIFAR10, batchSize: Int) throws -> [Tensor] {
+    func logits(of model: Model, on data: any LabeledImages, batchSize: Int) throws -> [Tensor] {
         let compiled = ConvolutionBackend.current == .oneDNN ? try CompiledModel(model) : nil
         return try stride(from: 0, to: data.count, by: batchSize).map { start in
-            let input = data.batch(start ..< min(start + batchSize, data.count), normalization: model.normalization)
+            let input = try data.batch(start ..< min(start + batchSize, data.count), normalization: model.normalization)
             return try compiled?.logits(input) ?? ForwardPass.logits(model, input: input)
         }
     }
 
     /// KL of `model` against the teacher over `data`, and the percentage of images whose top
     /// class agrees with the teacher's.
-    public func divergence(of model: Model, on data: CIFAR10, teacher teacherLog: [Double]) throws -> (kl: Double, agreement: Double) {
+    public func divergence(of model: Model, on data: any LabeledImages, teacher teacherLog: [Double]) throws -> (kl: Double, agreement: Double) {
         var total = 0.0, agreeing = 0, offset = 0
         for logits in try self.logits(of: model, on: data, batchSize: 200) {
             let rows = logits.shape[0], classes = logits.shape[1]
@@ -287,7 +287,7 @@ public struct QuantizationAwareTraining: Sendable {
     /// `bestSoFar`, a state kept by an earlier run and measured on the same validation images,
     /// stays the kept state unless this run beats it, so that a run resumed on fresh training
     /// images does not forget a better state of the rounds before.
-    public func run(on data: CIFAR10, validation: CIFAR10? = nil, options: FinetuneOptions, from checkpoint: FinetuneCheckpoint? = nil,
+    public func run(on data: any LabeledImages, validation: (any LabeledImages)? = nil, options: FinetuneOptions, from checkpoint: FinetuneCheckpoint? = nil,
                     bestSoFar: FinetuneCheckpoint? = nil,
                     shouldStop: () -> Bool = { false },
                     stepEnded: (_ step: Int, _ steps: Int, _ epoch: Int) -> Void = { _, _, _ in },
@@ -320,7 +320,7 @@ public struct QuantizationAwareTraining: Sendable {
         var interrupted = false
         let lastNode = student.nodes.count - 1
         let optimizer = NesterovSGD(learningRate: options.learningRate, momentum: options.momentum, weightDecay: options.weightDecay)
-        let labels = data.labels.map(Int.init)
+        let labels = data.labels(of: 0 ..< data.count)
 
         training: for _ in 0 ..< options.epochs {
             let epoch = state.epochsCompleted
@@ -342,7 +342,7 @@ public struct QuantizationAwareTraining: Sendable {
                     interrupted = true
                     break training
                 }
-                let input = data.batch(batch, normalization: student.normalization)
+                let input = try data.batch(batch, normalization: student.normalization)
                 let tape = try GradientTape(model: model(master: state.master), input: input)
                 let teacherRows = batch.flatMap { teacherLog[$0 * classes ..< ($0 + 1) * classes] }
                 let kl = TeacherLoss.klDivergence(teacherLogProbabilities: teacherRows, studentLogits: tape.output)
@@ -409,7 +409,7 @@ public struct QuantizationAwareTraining: Sendable {
                                seconds: (clock.now - start).seconds)
     }
 
-    static func validate(_ options: FinetuneOptions, data: CIFAR10) throws {
+    static func validate(_ options: FinetuneOptions, data: any LabeledImages) throws {
         guard data.count > 0 else {
             throw FinetuneError(problem: "data set \(data.name) is empty", remedy: "distill images first, e.g. 'distill samples=256'")
         }

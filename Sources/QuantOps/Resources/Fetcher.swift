@@ -49,16 +49,26 @@ public enum Fetcher {
         return destination
     }
 
-    /// The folder holding the CIFAR-10 binary batches (`test_batch.bin` and friends): found as
-    /// `dir/cifar-10-batches-bin` or `dir` itself in the search directories, or, when allowed,
-    /// downloaded as the official archive and unpacked into the first writable directory.
+    /// The folder holding the CIFAR-10 binary batches (`test_batch.bin` and friends); see `locateCIFAR`.
     public static func locateCIFAR10(
         in directories: [URL], allowDownload: Bool, archive: RemoteFile = KnownFiles.cifar10Archive,
         progress: ((Int64, Int64?) -> Void)? = nil
     ) throws -> URL {
-        let marker = "test_batch.bin"
+        try locateCIFAR(CIFAR10Layout.self, in: directories, allowDownload: allowDownload, archive: archive, progress: progress)
+    }
+
+    /// The folder holding a CIFAR layout's binary files (`cifar-10-batches-bin`,
+    /// `cifar-100-binary`): found as `dir/FOLDER` or `dir` itself in the search directories, or,
+    /// when allowed, downloaded as the official archive and unpacked into the first writable
+    /// directory.
+    public static func locateCIFAR<Layout: CIFARLayout>(
+        _ layout: Layout.Type, in directories: [URL], allowDownload: Bool, archive: RemoteFile = Layout.archive,
+        progress: ((Int64, Int64?) -> Void)? = nil
+    ) throws -> URL {
+        let marker = Layout.testFiles[0]
+        let folderName = Layout.folderName
         for directory in directories {
-            for candidate in [directory.appendingPathComponent(KnownFiles.cifar10Folder), directory]
+            for candidate in [directory.appendingPathComponent(folderName), directory]
             where FileManager.default.fileExists(atPath: candidate.appendingPathComponent(marker).path) {
                 return candidate
             }
@@ -66,16 +76,16 @@ public enum Fetcher {
         let searched = directories.map(\.path)
         guard allowDownload, archive.url != nil else {
             throw ResourceError.notFound(
-                fileName: KnownFiles.cifar10Folder + "/" + marker, searched: searched, url: archive.url,
+                fileName: folderName + "/" + marker, searched: searched, url: archive.url,
                 suggestedDirectory: suggestedDirectory(directories)?.path,
                 reason: allowDownload ? nil : "downloads are off; unpack \(archive.fileName) into one of these")
         }
         let tarball = try locate(archive, in: directories, allowDownload: true, progress: progress)
         let directory = tarball.deletingLastPathComponent()
-        try ArchiveExtractor.extractTarGz(tarball, folder: KnownFiles.cifar10Folder, into: directory)
-        let folder = directory.appendingPathComponent(KnownFiles.cifar10Folder)
+        try ArchiveExtractor.extractTarGz(tarball, folder: folderName, into: directory)
+        let folder = directory.appendingPathComponent(folderName)
         guard FileManager.default.fileExists(atPath: folder.appendingPathComponent(marker).path) else {
-            throw ResourceError.extractionFailed(archive: tarball.path, reason: "it holds no \(KnownFiles.cifar10Folder)/\(marker)")
+            throw ResourceError.extractionFailed(archive: tarball.path, reason: "it holds no \(folderName)/\(marker)")
         }
         // The unpacked folder is what is used from now on; the archive is 170 MB of duplicates.
         try? FileManager.default.removeItem(at: tarball)

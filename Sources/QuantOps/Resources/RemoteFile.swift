@@ -66,6 +66,12 @@ public enum KnownFiles {
         fileName: "cifar-10-binary.tar.gz", url: URL(string: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"),
         md5: "c32a1d4ab5d03f1284b67883e8d87530", byteCount: 170_052_171)
     public static let cifar10Folder = "cifar-10-batches-bin"
+    /// The official CIFAR-100 binary archive (MD5 as the CIFAR page states it; no byte count is
+    /// published); it unpacks to `cifar-100-binary/` with `train.bin` and `test.bin`.
+    public static let cifar100Archive = RemoteFile(
+        fileName: "cifar-100-binary.tar.gz", url: URL(string: "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz"),
+        md5: "03b5dce01913d631647c71ecec9e9cb8")
+    public static let cifar100Folder = "cifar-100-binary"
     /// Files of the official archive, byte for byte what it unpacks to.
     public static let cifar10TestBatch = RemoteFile(
         fileName: cifar10Folder + "/test_batch.bin",
