@@ -38,7 +38,7 @@ final class DistillCommandTests: XCTestCase {
         XCTAssertEqual(again.pixels, distilled.pixels)
         XCTAssertEqual(again.labels, distilled.labels)
         XCTAssertEqual(try Data(contentsOf: file).count, 4 * CIFAR10.recordSize)
-        XCTAssertTrue(harness.output.text.contains("distilled 4 images as 'distilled'"), harness.output.text)
+        XCTAssertTrue(harness.output.text.contains("distilled 4 images of 3x32x32 as 'distilled'"), harness.output.text)
         XCTAssertTrue(harness.errors.text.contains("distill step 2/2  loss "), harness.errors.text)
         XCTAssertNotNil(harness.session.values["distill_loss"])
         // `load` and `save` keep their own meaning beside the two-word forms.

@@ -39,7 +39,8 @@ enum DistillCommands {
                                           learningRate: Float(invocation.double("lr") ?? 0.2),
                                           batchSize: invocation.int("batch") ?? 64,
                                           seed: UInt64(invocation.int("seed") ?? 0),
-                                          clampToPixelRange: invocation.bool("clamp") ?? true)
+                                          clampToPixelRange: invocation.bool("clamp") ?? true,
+                                          imageShape: model.inputShape)
         let name = invocation.string("name") ?? distilledName
         if Session.standardDataSetNames.contains(name) || ImageFolderName.folder(in: name) != nil {
             throw CommandError("'\(name)' names a real data set", hint: "choose another name with name=NAME")
@@ -62,10 +63,10 @@ enum DistillCommands {
         let dataset = try Distillation.dataset(named: name, images: result.images, model: model)
         session.datasets[name] = dataset
         session.values["distill_loss"] = result.finalLoss
-        let classes = Set(dataset.labels).count
-        var summary = String(format: "distilled %d images as '%@' in %.1f s: BN statistics loss %.4f -> %.4f, %d steps, %d of 10 classes predicted",
-                             dataset.count, name, result.seconds, result.initialLoss, result.finalLoss,
-                             result.stepsCompleted, classes)
+        let classes = Set(dataset.labels(of: 0 ..< dataset.count)).count
+        var summary = String(format: "distilled %d images of %@ as '%@' in %.1f s: BN statistics loss %.4f -> %.4f, %d steps, %d of %d classes predicted",
+                             dataset.count, dataset.imageShape.description, name, result.seconds, result.initialLoss, result.finalLoss,
+                             result.stepsCompleted, classes, dataset.classCount)
         if result.interrupted { summary += " (interrupted: kept the best images so far)" }
         session.output.line(summary)
     }

@@ -277,35 +277,39 @@ public enum Distillation {
         return (mean, std)
     }
 
-    /// Normalized images as CIFAR-10 records: de-normalized, rounded to bytes, and labelled
-    /// with the class `model` predicts for the stored (rounded) images.
-    public static func dataset(named name: String, images: Tensor, model: Model, batchSize: Int = 250) throws -> CIFAR10 {
-        guard images.rank == 4, Array(images.shape.dropFirst()) == imageShape else {
-            throw DistillationError(problem: "images \(images.shape) are not CIFAR-sized (N, 3, 32, 32)",
-                                    remedy: "distill with the default image size")
+    /// Normalized images as a data set: de-normalized, rounded to bytes, and labelled with the
+    /// class `model` predicts for the stored (rounded) images. CIFAR-sized images of a ten-class
+    /// model are CIFAR-10 records (so 'save data' writes them); others keep their size.
+    public static func dataset(named name: String, images: Tensor, model: Model, batchSize: Int = 250) throws -> any LabeledImages {
+        guard images.rank == 4, images.shape[1] == 3 else {
+            throw DistillationError(problem: "images \(images.shape) are not (N, 3, H, W)", remedy: "distill RGB images")
         }
+        let shape = ImageShape(channels: 3, height: images.shape[2], width: images.shape[3])
         let (mean, std) = channelNormalization(model.normalization)
-        let plane = CIFAR10.imageSize / 3
+        let plane = shape.height * shape.width
         let pixels = images.data.indices.map { i -> UInt8 in
             let channel = (i / plane) % 3
             let value = ((images.data[i] * std[channel] + mean[channel]) * 255).rounded()
             return UInt8(min(max(value, 0), 255))
         }
         let count = images.shape[0]
-        let unlabelled = try CIFAR10(name: name, labels: [UInt8](repeating: 0, count: count), pixels: pixels)
-        var labels: [UInt8] = []
+        let unlabelled = try ByteImages(name: name, imageShape: shape, classCount: 1, labels: [Int](repeating: 0, count: count), pixels: pixels)
+        var labels: [Int] = []
+        var classes = 1
         labels.reserveCapacity(count)
         for start in stride(from: 0, to: count, by: max(1, batchSize)) {
             let indices = start ..< min(start + max(1, batchSize), count)
             let logits = try ForwardPass.logits(model, input: unlabelled.batch(indices, normalization: model.normalization))
-            let classes = logits.shape[1]
+            classes = logits.shape[1]
             for row in 0 ..< indices.count {
                 let scores = logits.data[row * classes ..< (row + 1) * classes]
-                let predicted = scores.indices.max { scores[$0] < scores[$1] }.map { $0 - row * classes } ?? 0
-                labels.append(UInt8(min(predicted, CIFAR10.classes - 1)))
+                labels.append(scores.indices.max { scores[$0] < scores[$1] }.map { $0 - row * classes } ?? 0)
             }
         }
-        return try CIFAR10(name: name, labels: labels, pixels: pixels)
+        if shape == ImageShape(channels: 3, height: 32, width: 32), classes <= CIFAR10.classes {
+            return try CIFAR10(name: name, labels: labels.map { UInt8($0) }, pixels: pixels)
+        }
+        return try ByteImages(name: name, imageShape: shape, classCount: classes, labels: labels, pixels: pixels)
     }
 }
 
