@@ -90,9 +90,11 @@ enum LoadEvalCommands {
     }
 
     static func loadONNX(name: String, path: String, invocation: Invocation, session: Session) throws {
-        let url = URL(fileURLWithPath: path)
+        let url = session.locate(path, in: session.modelDirectories)
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw CommandError("ONNX file '\(path)' does not exist", hint: "check the path; it is relative to \(FileManager.default.currentDirectoryPath)")
+            throw CommandError("ONNX file '\(path)' does not exist",
+                               hint: "check the path; it is relative to \(FileManager.default.currentDirectoryPath) or to the models directory ("
+                                   + session.modelDirectories.map(\.path).joined(separator: ", ") + ")")
         }
         guard !name.isEmpty else { throw CommandError("the model needs a name", hint: "load NAME from \"\(path)\"") }
         var normalization: Normalization?

@@ -58,6 +58,15 @@ enum ImageFolderName {
 }
 
 extension Session {
+    /// `path` as given when it exists there; a relative path that does not is looked up in
+    /// `directories` (the models or data search path: flag, environment variable, user cache),
+    /// so recipes can name shared files without their location.
+    func locate(_ path: String, in directories: [URL]) -> URL {
+        let given = URL(fileURLWithPath: path)
+        guard !FileManager.default.fileExists(atPath: given.path), !path.hasPrefix("/") else { return given }
+        return directories.map { $0.appendingPathComponent(path) }.first { FileManager.default.fileExists(atPath: $0.path) } ?? given
+    }
+
     /// How `folder` is read: as the last `eval imagefolder` of it said, else the defaults.
     func readingOptions(forFolder folder: String) -> ImageFolderOptions {
         imageFolderOptions[folder] ?? ImageFolderOptions()
@@ -71,7 +80,7 @@ extension Session {
         imageFolderOptions[folder] = options
         let dataset: ImageFolder
         do {
-            dataset = try ImageFolder(name: name, root: URL(fileURLWithPath: folder, isDirectory: true), options: options)
+            dataset = try ImageFolder(name: name, root: locate(folder, in: dataDirectories), options: options)
         } catch let error as ImageFolderError {
             throw CommandError(error.description, hint: error.remedy)
         }

@@ -104,6 +104,9 @@ public final class CompiledModel {
                     } else {
                         result = try quantized(try value(source, for: index), ByteGrid(quantizer)!, node: index)
                     }
+                case .fakeQuantize(let quantizer):
+                    let source = try floatValue(try value(node.inputs.first ?? -1, for: index), node: index)
+                    result = try fakeQuantized(source, quantizer, node: index)
                 case .shortcutA, .globalAveragePool:
                     var source = try value(node.inputs.first ?? -1, for: index)
                     if case .shortcutA = node.operation, source.grid != nil {
@@ -290,6 +293,30 @@ public final class CompiledModel {
         for i in 0..<count { values[i] = grid.value(codes[i]) }
         return Activation(descriptor: DNNLMemory.retyped(source.descriptor, dnnl_f32), dims: source.dims, buffer: buffer,
                           bytes: bytes, grid: nil)
+    }
+
+    /// The simulation's rounding (`ActivationQuantizer.apply`, the same arithmetic) on a float
+    /// activation in whatever layout oneDNN keeps it: the quantizer treats every value alone, and
+    /// blocked layouts pad with zeros, which every grid holds exactly. Saves two reorders per
+    /// quantizer.
+    private func fakeQuantized(_ source: Activation, _ quantizer: ActivationQuantizer, node: Int) throws -> Activation {
+        guard let grid = quantizer.grid() else {
+            throw EngineError(node: model.nodes[node].name,
+                              problem: "the \(quantizer.label) activation quantizer has no range yet; run 'calibrate' after 'quantize activations'")
+        }
+        let count = source.bytes / MemoryLayout<Float>.stride
+        let buffer = pool.acquire(source.bytes)
+        let values = source.buffer.assumingMemoryBound(to: Float.self)
+        let rounded = buffer.assumingMemoryBound(to: Float.self)
+        let scale = grid.scales[0], zeroPoint = grid.zeroPoints[0]
+        let lower = Float(grid.levels.lowerBound) - zeroPoint, upper = Float(grid.levels.upperBound) - zeroPoint
+        let chunk = 1 << 14
+        parallelFor((count + chunk - 1) / chunk) { _, part in
+            for i in part * chunk ..< min(count, (part + 1) * chunk) {
+                rounded[i] = scale > 0 ? scale * ActivationQuantizer.roundHalfEven(min(max(values[i] / scale, lower), upper)) : 0
+            }
+        }
+        return Activation(descriptor: source.descriptor, dims: source.dims, buffer: buffer, bytes: source.bytes, grid: nil)
     }
 
     /// The u8 codes of a float activation on `grid`, in its layout.
