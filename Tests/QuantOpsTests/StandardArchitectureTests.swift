@@ -72,6 +72,22 @@ final class StandardArchitectureTests: XCTestCase {
         }
     }
 
+    /// A checkpoint saved after 'fold bn' (biases, no batch norms) is recognised and loads again.
+    func testFoldedCheckpointLoads() throws {
+        for fixture in Self.fixtures {
+            var model = try StandardArchitecture.build(fixture.architecture, from: try checkpoint(fixture.name), name: fixture.name)
+            XCTAssertGreaterThan(try ModelTransforms.foldBatchNorm(&model), 0, fixture.name)
+            let saved = model.stateDict()
+            XCTAssertEqual(StandardArchitecture.recognise(saved), fixture.architecture, fixture.name)
+            let reloaded = try StandardArchitecture.build(from: saved, name: fixture.name)
+            XCTAssertEqual(reloaded.stateDict().keys, saved.keys, fixture.name)
+            let images = try input(fixture.name, upsample: fixture.upsample)
+            let error = EngineFixtures.relativeError(try CompiledModel(reloaded).logits(images).data,
+                                                     try CompiledModel(model).logits(images).data)
+            XCTAssertLessThan(error, 1e-5, fixture.name)
+        }
+    }
+
     func testNodeNamesAreUnique() throws {
         for fixture in Self.fixtures {
             let model = try StandardArchitecture.build(fixture.architecture, from: try checkpoint(fixture.name), name: fixture.name)
