@@ -120,7 +120,8 @@ final class DistillTests: XCTestCase {
         let model = try EngineFixtures.zooModel("resnet20")
         var random = SplitMix(state: 11)
         let images = random.tensor([5, 3, 32, 32], scale: 1.5)
-        let dataset = try Distillation.dataset(named: "distilled", images: images, model: model)
+        // CIFAR-sized images of a ten-class model are CIFAR-10 records, so 'save data' can write them.
+        let dataset = try XCTUnwrap(try Distillation.dataset(named: "distilled", images: images, model: model) as? CIFAR10)
         XCTAssertEqual(dataset.count, 5)
         // Stored pixels are the de-normalized values rounded to bytes (clipped to 0...255).
         let (mean, std) = Distillation.channelNormalization(model.normalization)
@@ -141,6 +142,27 @@ final class DistillTests: XCTestCase {
         let read = try CIFAR10(name: "distilled", files: [file])
         XCTAssertEqual(read.labels, dataset.labels)
         XCTAssertEqual(read.pixels, dataset.pixels)
+    }
+
+    func testImagesOfOtherSizesKeepTheirSizeAndTheModelsClasses() throws {
+        var model = try EngineFixtures.zooModel("resnet20")
+        model.inputShape = [3, 40, 24]
+        var random = SplitMix(state: 12)
+        let images = random.tensor([3, 3, 40, 24])
+        let dataset = try Distillation.dataset(named: "tall", images: images, model: model)
+        XCTAssertTrue(dataset is ByteImages)
+        XCTAssertEqual(dataset.imageShape, ImageShape(channels: 3, height: 40, width: 24))
+        XCTAssertEqual(dataset.classCount, 10)
+        let batch = try dataset.batch([0, 2], normalization: model.normalization)
+        XCTAssertEqual(batch.shape, [2, 3, 40, 24])
+        // Bytes round the normalized values to within half a pixel step.
+        let (mean, std) = Distillation.channelNormalization(model.normalization)
+        let step = 0.5 / 255 / std.min()!
+        for i in stride(from: 0, to: 3 * 40 * 24, by: 53) {
+            let channel = i / (40 * 24)
+            let clipped = min(max(images.data[i], -mean[channel] / std[channel]), (1 - mean[channel]) / std[channel])
+            XCTAssertEqual(batch.data[i], clipped, accuracy: step * 1.01)
+        }
     }
 
     func testResNet20DistillationLowersItsStatisticsLoss() throws {

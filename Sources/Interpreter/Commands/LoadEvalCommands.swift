@@ -11,7 +11,7 @@ enum LoadEvalCommands {
     static let load = CommandSpec(
         ["load"], group: .model, summary: "Load a pretrained model from the zoo, a checkpoint or an ONNX file",
         help: """
-            Zoo names: \(ModelZoo.entries.map(\.name).joined(separator: ", ")). The checkpoint is looked up in the models directory (--models, 'set models=', $QSH_MODELS, then the user cache) and downloaded when missing and a URL is known. 'from' reads a given file (legacy torch pickle, torch zip, or safetensors) into the named architecture. An .onnx file (opsets \(ONNXImporter.supportedOpsets.lowerBound) to \(ONNXImporter.supportedOpsets.upperBound)) brings its own architecture: 'load NAME from "model.onnx"' names it, 'load "model.onnx"' names it after the file; size= gives the image size where the graph leaves it symbolic, mean= and std= the normalization on [0, 1] pixels (one value or one per channel; a file qsh exported carries its own). docs/models.md lists the operators.
+            Zoo names: \(ModelZoo.entries.map(\.name).joined(separator: ", ")). Standard architectures, read from a PyTorch checkpoint of any width ('load resnet50 from "resnet50.pth"'): \(StandardArchitecture.allCases.map(\.rawValue).joined(separator: ", ")); their pretrained weights are not downloaded. The checkpoint is looked up in the models directory (--models, 'set models=', $QSH_MODELS, then the user cache) and downloaded when missing and a URL is known. 'from' reads a given file (legacy torch pickle, torch zip, or safetensors) into the named architecture. An .onnx file (opsets \(ONNXImporter.supportedOpsets.lowerBound) to \(ONNXImporter.supportedOpsets.upperBound)) brings its own architecture: 'load NAME from "model.onnx"' names it, 'load "model.onnx"' names it after the file; size= gives the image size where the graph leaves it symbolic, mean= and std= the normalization on [0, 1] pixels (one value or one per channel; a file qsh exported carries its own). docs/models.md lists the operators.
             """,
         positionals: [
             Positional("model", .text, help: "a zoo name such as resnet20, the name to give an ONNX model, or an .onnx file"),
@@ -38,6 +38,14 @@ enum LoadEvalCommands {
         for option in ["size", "mean", "std"] where invocation.isSet(option) {
             throw CommandError("\(option)= describes an ONNX graph's input; a checkpoint of a zoo architecture has its own",
                                hint: "leave out \(option)=, or load an .onnx file")
+        }
+        if let filePath, (try? ModelZoo.entry(named: name)) == nil {
+            try loadStandard(name: name, path: filePath, session: session)
+            return
+        }
+        if StandardArchitecture(rawValue: name.lowercased()) != nil {
+            throw CommandError("\(name) is an architecture qsh builds from a checkpoint, but its pretrained weights are not downloadable here",
+                               hint: "read a checkpoint of it: load \(name.lowercased()) from \"\(name.lowercased()).pth\" (torchvision's state_dict), or its ONNX export: load \(name.lowercased()) from \"\(name.lowercased()).onnx\"")
         }
         let entry: ModelZoo.Entry
         do {
@@ -87,6 +95,35 @@ enum LoadEvalCommands {
         let parameters = layers.reduce(0) { $0 + $1.parameterCount }
         session.output.line("loaded \(origin) from \(url.path): \(layers.count) layers, \(parameters) parameters, "
                             + String(format: "%.2f MB", ExploreCommands.megabytes(bits: 32, parameters: parameters)) + details)
+    }
+
+    /// A checkpoint of a standard PyTorch CNN (torchvision ResNet-18/34/50, VGG16-BN, MobileNetV2;
+    /// the CIFAR ResNet-18 and VGG16-BN), recognised from its key names and shapes. A name that
+    /// is an architecture's must match what the checkpoint holds.
+    static func loadStandard(name: String, path: String, session: Session) throws {
+        let url = session.locate(path, in: session.modelDirectories)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw CommandError("checkpoint '\(path)' does not exist", hint: "check the path; it is relative to \(FileManager.default.currentDirectoryPath)")
+        }
+        let checkpoint = try CheckpointReader.readCheckpoint(contentsOf: url)
+        var stateDict = checkpoint.stateDict
+        let precisions = try IntegerCheckpoint.dequantize(&stateDict, metadata: checkpoint.metadata, file: url.lastPathComponent)
+        let architecture: StandardArchitecture
+        do {
+            architecture = try StandardArchitecture.identify(stateDict)
+        } catch {
+            throw CommandError(String(describing: error), hint: "zoo names: " + ModelZoo.entries.map(\.name).joined(separator: ", ")
+                               + "; standard architectures: " + StandardArchitecture.allCases.map(\.rawValue).joined(separator: ", ")
+                               + "; any CNN as ONNX: load \(name) from \"FILE.onnx\"")
+        }
+        if let named = StandardArchitecture(rawValue: name.lowercased()), named != architecture {
+            throw CommandError("'\(path)' holds a \(architecture.rawValue), not a \(named.rawValue)",
+                               hint: "load \(architecture.rawValue) from \"\(path)\", or give the model another name")
+        }
+        var model = try StandardArchitecture.build(architecture, from: stateDict, name: name)
+        try IntegerCheckpoint.apply(precisions, to: &model, file: url.lastPathComponent)
+        install(model, origin: name, from: url, details: " (\(architecture.rawValue), input \(model.inputShape.map(String.init).joined(separator: "x")))",
+                session: session)
     }
 
     static func loadONNX(name: String, path: String, invocation: Invocation, session: Session) throws {
