@@ -301,6 +301,30 @@ class PaddedConvNet(nn.Module):
         return self.head(self.down2(self.down1(self.stem(x))))
 
 
+# ---------------------------------------------------------------- arithmetic with constants
+
+class ConstantArithmeticNet(nn.Module):
+    """Normalization inside the graph (Sub, Div by per-channel constants), hard-swish written out
+    as x * relu6(x + 3) / 6 (Add, Clip, Div, Mul), and a scaled classifier input (Mul by a scalar),
+    as exporters of older opsets and hand-written models produce them."""
+
+    def __init__(self, num_classes=NUM_CLASSES):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1))
+        self.conv1 = nn.Conv2d(3, 8, 3, 1, 1)
+        self.conv2 = nn.Conv2d(8, 16, 3, 2, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = (x - self.mean) / self.std
+        x = self.conv1(x)
+        x = x * F.relu6(x + 3) / 6
+        x = torch.relu(self.conv2(x))
+        return self.fc(torch.flatten(self.pool(x), 1) * 0.5)
+
+
 # ---------------------------------------------------------------- fixtures
 
 VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
@@ -316,6 +340,7 @@ FIXTURES = {
     "denseblock": (lambda: DenseBlockNet(), 32, 13, EVAL, 121),
     "squeezeexcite": (lambda: SqueezeExciteNet(), 32, 18, PRESERVE, 7),
     "paddedconv": (lambda: PaddedConvNet(), 32, 11, EVAL, 11),
+    "constantarithmetic": (lambda: ConstantArithmeticNet(), 32, 13, EVAL, 31),
 }
 
 

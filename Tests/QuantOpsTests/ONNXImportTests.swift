@@ -9,7 +9,7 @@ import XCTest
 /// Runtime's logits for it; EfficientNet-Lite0 is the shared pretrained export.
 final class ONNXImportTests: XCTestCase {
     static let fixtures = EngineFixtures.packageRoot.appendingPathComponent("Tests/QuantOpsTests/Fixtures/onnx")
-    static let models = ["resnet18", "resnet50", "vgg16bn", "mobilenetv2", "denseblock", "squeezeexcite", "paddedconv"]
+    static let models = ["resnet18", "resnet50", "vgg16bn", "mobilenetv2", "denseblock", "squeezeexcite", "paddedconv", "constantarithmetic"]
 
     /// max |a - b| relative to max |reference|.
     static func relativeError(_ values: [Float], _ reference: [Float]) -> Float {

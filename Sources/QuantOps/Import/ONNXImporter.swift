@@ -65,7 +65,7 @@ public enum ONNXImporter {
     /// Operators that become model nodes.
     public static let modelOperators = [
         "Conv", "Gemm", "MatMul", "BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid",
-        "HardSwish", "Add", "Mul", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
+        "HardSwish", "Add", "Sub", "Mul", "Div", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
         "Flatten", "Reshape", "Squeeze", "Pad", "Identity", "Dropout",
     ]
 
@@ -406,10 +406,12 @@ struct ONNXGraphImporter {
             try emit(node, .pointwise(.hardSwish), inputs: [x.node], shape: x.shape)
         case "Add":
             try importAdd(node, inputs: inputs)
+        case "Sub", "Div":
+            try importConstantArithmetic(node, inputs: inputs)
         case "Mul":
             guard case .dynamic? = inputs.first ?? nil, inputs.count == 2, case .dynamic? = inputs[1] else {
-                throw ONNXFolding.Problem("multiplies by a constant; qsh multiplies two computed tensors only (swish, squeeze-excite)",
-                                          remedy: "fold the constant factor into the layer before it")
+                try importConstantArithmetic(node, inputs: inputs)
+                return
             }
             var a = try dynamic(inputs, 0, node), b = try dynamic(inputs, 1, node)
             if a.shape != b.shape, a.shape.count == 4, a.shape[2] == 1, a.shape[3] == 1 { swap(&a, &b) }
@@ -604,28 +606,72 @@ struct ONNXGraphImporter {
         let dynamicIndex = { if case .dynamic? = inputs[0] { return 0 } else { return 1 } }()
         let x = try dynamic(inputs, dynamicIndex, node)
         let addend = try requiredConstant(inputs, 1 - dynamicIndex, "the addend")
-        let producer = node.input[dynamicIndex]
         let channels = x.shape.count >= 2 ? x.shape[1] : 0
-        let perChannel = addend.count == channels && (addend.shape.count <= 1 || addend.shape.filter { $0 != 1 } == [channels])
-        guard readers[producer, default: 0] == 1, perChannel, x.node == nodes.count - 1 else {
-            throw ONNXFolding.Problem("adds a constant \(describe(addend.shape)) to \(describe(x.shape)); qsh adds a constant only as the bias of the layer before it")
+        if readers[node.input[dynamicIndex], default: 0] == 1, x.node == nodes.count - 1,
+           let bias = try? perChannel(addend, channels: channels, rank: x.shape.count) {
+            func added(_ existing: Tensor?) -> Tensor {
+                Tensor(shape: [channels], data: existing.map { zip($0.data, bias).map { $0 + $1 } } ?? bias)
+            }
+            switch nodes[x.node].operation {
+            case .linear(var linear):
+                linear.bias = added(linear.bias)
+                nodes[x.node].operation = .linear(linear)
+                try define(node, .dynamic(x))
+                absorbed += 1
+                return
+            case .conv(var conv):
+                conv.bias = added(conv.bias)
+                nodes[x.node].operation = .conv(conv)
+                try define(node, .dynamic(x))
+                absorbed += 1
+                return
+            default:
+                break
+            }
         }
-        let bias = addend.floats()
-        func added(_ existing: Tensor?) -> Tensor {
-            Tensor(shape: [channels], data: existing.map { zip($0.data, bias).map { $0 + $1 } } ?? bias)
-        }
-        switch nodes[x.node].operation {
-        case .linear(var linear):
-            linear.bias = added(linear.bias)
-            nodes[x.node].operation = .linear(linear)
-        case .conv(var conv):
-            conv.bias = added(conv.bias)
-            nodes[x.node].operation = .conv(conv)
+        try importConstantArithmetic(node, inputs: inputs)
+    }
+
+    /// `x + c`, `x - c`, `c - x`, `x * c`, `x / c` with a constant that is one value or one per
+    /// channel: a per-channel affine map, which the model holds as a batch norm with identity
+    /// statistics (mean 0, variance 1, epsilon 0), so `fold bn` folds it into a convolution before
+    /// it like any other. Exporters write these for in-graph normalization and decomposed
+    /// activations (x * relu6(x + 3) / 6).
+    private mutating func importConstantArithmetic(_ node: Onnx_NodeProto, inputs: [Value?]) throws {
+        guard inputs.count == 2 else { throw ONNXFolding.Problem("has \(inputs.count) inputs") }
+        let dynamicIndex = { if case .dynamic? = inputs[0] { return 0 } else { return 1 } }()
+        let x = try dynamic(inputs, dynamicIndex, node)
+        let constant = try requiredConstant(inputs, 1 - dynamicIndex, "the constant operand")
+        guard x.shape.count >= 2 else { throw ONNXFolding.Problem("needs an (N, C, ...) input, got \(describe(x.shape))") }
+        let channels = x.shape[1]
+        let values = try perChannel(constant, channels: channels, rank: x.shape.count)
+        var scale = [Float](repeating: 1, count: channels), shift = [Float](repeating: 0, count: channels)
+        switch (node.opType, dynamicIndex) {
+        case ("Add", _): shift = values
+        case ("Sub", 0): shift = values.map { -$0 }
+        case ("Sub", _): scale = scale.map { -$0 }; shift = values
+        case ("Mul", _): scale = values
+        case ("Div", 0):
+            guard values.allSatisfy({ $0 != 0 }) else { throw ONNXFolding.Problem("divides by zero") }
+            scale = values.map { 1 / $0 }
         default:
-            throw ONNXFolding.Problem("adds a constant to the output of \(nodes[x.node].name); qsh adds a constant only as a layer's bias")
+            throw ONNXFolding.Problem("divides a constant by a computed tensor; qsh does not run that")
         }
-        try define(node, .dynamic(x))
-        absorbed += 1
+        let affine = BatchNorm(gamma: Tensor(shape: [channels], data: scale), beta: Tensor(shape: [channels], data: shift),
+                               runningMean: Tensor(shape: [channels], data: [Float](repeating: 0, count: channels)),
+                               runningVar: Tensor(shape: [channels], data: [Float](repeating: 1, count: channels)), epsilon: 0)
+        try emit(node, .batchNorm(affine), inputs: [x.node], shape: x.shape)
+    }
+
+    /// A constant that is one value or one per channel of a rank-`rank` tensor (shape (), (1),
+    /// (C), (C, 1, 1) or (1, C, 1, 1) and the like), as `channels` values.
+    private func perChannel(_ constant: ONNXConstant, channels: Int, rank: Int) throws -> [Float] {
+        if constant.count == 1 { return [Float](repeating: Float(constant.values[0]), count: channels) }
+        let aligned = [Int](repeating: 1, count: max(0, rank - constant.shape.count)) + constant.shape
+        guard constant.count == channels, aligned.count == rank, aligned[1] == channels, aligned.filter({ $0 != 1 }) == [channels] else {
+            throw ONNXFolding.Problem("operates with a constant of shape \(constant.shape) on a tensor with \(channels) channels; qsh takes one value or one per channel")
+        }
+        return constant.floats()
     }
 
     private mutating func importPool(_ node: Onnx_NodeProto, inputs: [Value?], attributes: ONNXAttributes) throws {
