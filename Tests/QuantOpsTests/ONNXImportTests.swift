@@ -141,6 +141,41 @@ final class ONNXImportTests: XCTestCase {
         XCTAssertThrowsError(try ONNXImporter.read(Data("not a model at all".utf8), file: "text.onnx", name: "text"))
     }
 
+    /// The dynamo exporter keeps weights in a data file beside the model: they are read from
+    /// there, and a location outside the model's folder is refused.
+    func testExternalDataIsReadFromTheModelsFolder() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("external-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        var model = try proto("resnet18")
+        var blob = Data()
+        for index in model.graph.initializer.indices where !model.graph.initializer[index].rawData.isEmpty {
+            var tensor = model.graph.initializer[index]
+            func entry(_ key: String, _ value: String) -> Onnx_StringStringEntryProto {
+                var entry = Onnx_StringStringEntryProto()
+                entry.key = key
+                entry.value = value
+                return entry
+            }
+            tensor.externalData = [entry("location", "weights.data"), entry("offset", "\(blob.count)"), entry("length", "\(tensor.rawData.count)")]
+            blob.append(tensor.rawData)
+            tensor.rawData = Data()
+            tensor.dataLocation = .external
+            model.graph.initializer[index] = tensor
+        }
+        try blob.write(to: folder.appendingPathComponent("weights.data"))
+        let file = folder.appendingPathComponent("resnet18.onnx")
+        try model.serializedData().write(to: file)
+        let external = try ONNXImporter.load(contentsOf: file, name: "external").model
+        XCTAssertEqual(external.nodes, try importFixture("resnet18").nodes)
+        // A location that climbs out of the folder is refused.
+        model.graph.initializer[0].externalData[0].value = "../weights.data"
+        try model.serializedData().write(to: file)
+        XCTAssertThrowsError(try ONNXImporter.load(contentsOf: file, name: "x")) { error in
+            XCTAssertTrue("\(error)".contains("outside the model's folder"), "\(error)")
+        }
+    }
+
     func testSymbolicImageSizeNeedsSizeOption() throws {
         var model = try proto("resnet18")
         var dims = model.graph.input[0].type.tensorType.shape.dim

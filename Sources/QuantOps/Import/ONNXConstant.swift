@@ -72,10 +72,12 @@ enum ONNXTensorReader {
     /// More elements than any CNN tensor has (2^31, 8 GiB as float32).
     static let elementLimit = 1 << 31
 
-    static func read(_ tensor: Onnx_TensorProto) throws -> ONNXConstant {
-        guard tensor.dataLocation != .external else {
-            throw ONNXFolding.Problem("tensor '\(tensor.name)' keeps its data in an external file",
-                                      remedy: "save the model with its weights inside the .onnx file (onnx.save(model, path, save_as_external_data=False))")
+    /// `folder` is where the model file lies: tensors kept in external data files (what
+    /// torch.onnx.export's dynamo exporter writes next to the model) are read from there.
+    static func read(_ tensor: Onnx_TensorProto, folder: URL? = nil) throws -> ONNXConstant {
+        var tensor = tensor
+        if tensor.dataLocation == .external {
+            tensor.rawData = try externalData(of: tensor, folder: folder)
         }
         var count = 1
         for dim in tensor.dims {
@@ -138,5 +140,41 @@ enum ONNXTensorReader {
                                       remedy: "store weights as float32 (or float16/double) and shapes as int64")
         }
         return ONNXConstant(shape: shape, values: values, isInteger: isInteger)
+    }
+
+    /// The bytes an external-data tensor points at: `location` (a file in the model's folder),
+    /// `offset` and `length`.
+    static func externalData(of tensor: Onnx_TensorProto, folder: URL?) throws -> Data {
+        var entries: [String: String] = [:]
+        for entry in tensor.externalData { entries[entry.key] = entry.value }
+        guard let folder else {
+            throw ONNXFolding.Problem("tensor '\(tensor.name)' keeps its data in an external file, and the model was not read from a folder",
+                                      remedy: "load the .onnx file from its folder, or save it with its weights inside (save_as_external_data=False)")
+        }
+        guard let location = entries["location"], !location.isEmpty, !location.hasPrefix("/"),
+              !location.split(separator: "/").contains("..") else {
+            throw ONNXFolding.Problem("tensor '\(tensor.name)' names external data '\(entries["location"] ?? "")' outside the model's folder")
+        }
+        let url = folder.appendingPathComponent(location)
+        let offset = Int(entries["offset"] ?? "0") ?? -1
+        let length = entries["length"].map { Int($0) ?? -1 }
+        guard offset >= 0, length.map({ $0 >= 0 }) ?? true else {
+            throw ONNXFolding.Problem("tensor '\(tensor.name)' has external data offset \(entries["offset"] ?? "") and length \(entries["length"] ?? "")")
+        }
+        let handle: FileHandle
+        do {
+            handle = try FileHandle(forReadingFrom: url)
+        } catch {
+            throw ONNXFolding.Problem("tensor '\(tensor.name)' keeps its data in '\(location)', which cannot be read",
+                                      remedy: "keep \(location) next to the .onnx file")
+        }
+        defer { try? handle.close() }
+        let size = (try? handle.seekToEnd()).map(Int.init) ?? 0
+        let count = length ?? (size - offset)
+        guard offset <= size, count <= size - offset, count <= elementLimit * 8 else {
+            throw ONNXFolding.Problem("tensor '\(tensor.name)' reaches past the end of '\(location)' (\(size) bytes)")
+        }
+        try handle.seek(toOffset: UInt64(offset))
+        return try handle.read(upToCount: count) ?? Data()
     }
 }

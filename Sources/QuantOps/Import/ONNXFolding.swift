@@ -61,7 +61,7 @@ enum ONNXFolding {
             guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) <= ONNXTensorReader.elementLimit else {
                 throw Problem("ConstantOfShape asks for shape \(shape)")
             }
-            let fill = try attributes.tensor("value").map(ONNXTensorReader.read) ?? ONNXConstant(shape: [1], values: [0], isInteger: false)
+            let fill = try attributes.tensor("value").map { try ONNXTensorReader.read($0) } ?? ONNXConstant(shape: [1], values: [0], isInteger: false)
             return ONNXConstant(shape: shape, values: [Double](repeating: try fill.scalar("ConstantOfShape's value"), count: shape.reduce(1, *)),
                                 isInteger: fill.isInteger)
         case "Transpose":

@@ -77,10 +77,12 @@ public enum ONNXImporter {
         } catch {
             throw ONNXImportError(file: url.path, problem: "cannot be read (\(error.localizedDescription))", remedy: "check the path")
         }
-        return try read(data, file: file, name: name, options: options)
+        return try read(data, file: file, name: name, options: options, folder: url.deletingLastPathComponent())
     }
 
-    public static func read(_ data: Data, file: String, name: String, options: ONNXImportOptions = ONNXImportOptions()) throws -> ONNXImport {
+    /// `folder` holds the files of tensors the model keeps as external data.
+    public static func read(_ data: Data, file: String, name: String, options: ONNXImportOptions = ONNXImportOptions(),
+                            folder: URL? = nil) throws -> ONNXImport {
         let proto: Onnx_ModelProto
         do {
             proto = try Onnx_ModelProto(serializedBytes: data)
@@ -88,7 +90,7 @@ public enum ONNXImporter {
             throw ONNXImportError(file: file, problem: "is not an ONNX model (\(error))",
                                   remedy: "check that the file is complete; torch.onnx.export writes a model that qsh reads")
         }
-        var importer = ONNXGraphImporter(file: file, name: name, options: options)
+        var importer = ONNXGraphImporter(file: file, name: name, options: options, folder: folder)
         return try importer.run(proto)
     }
 }
@@ -113,18 +115,23 @@ struct ONNXGraphImporter {
     let file: String
     let name: String
     let options: ONNXImportOptions
+    let folder: URL?
     var values: [String: Value] = [:]
     var nodes: [Node] = []
     var usedNames: Set<String> = []
     var readers: [String: Int] = [:]
+    /// The batch size the graph's input declares, when fixed (exports traced at batch 1 write
+    /// it into their Reshapes); qsh runs any batch size.
+    var declaredBatch: Int?
     var opset = 0
     var folded = 0
     var absorbed = 0
 
-    init(file: String, name: String, options: ONNXImportOptions) {
+    init(file: String, name: String, options: ONNXImportOptions, folder: URL?) {
         self.file = file
         self.name = name
         self.options = options
+        self.folder = folder
     }
 
     mutating func run(_ proto: Onnx_ModelProto) throws -> ONNXImport {
@@ -180,6 +187,7 @@ struct ONNXGraphImporter {
         guard dims.count == 4 else {
             throw failure("input '\(input.name)' has rank \(dims.count); qsh feeds images as (N, C, H, W)")
         }
+        if case .dimValue(let value)? = dims[0].value, value > 0 { declaredBatch = Int(value) }
         var shape: [Int] = []
         for (axis, dim) in dims.enumerated().dropFirst() {
             if case .dimValue(let value)? = dim.value, value > 0 {
@@ -464,8 +472,10 @@ struct ONNXGraphImporter {
             }
             let features = x.shape.dropFirst().reduce(1, *)
             let first = target.values[0], second = target.values[1]
-            // The batch stays first: as 0 (copy), the batch symbol, or -1 with the features given.
+            // The batch stays first: as 0 (copy), the batch symbol, the batch size the graph was
+            // traced with, or -1 with the features given.
             let batchFirst = first.isNaN || first == 0 || (first == -1 && second == Double(features))
+                || (declaredBatch.map { first == Double($0) } ?? false)
             guard batchFirst, second == -1 || second == Double(features) else {
                 throw ONNXFolding.Problem("reshapes \(describe(x.shape)) to \(target.values.map { $0.isNaN ? "N" : String(Int($0)) }); qsh reshapes computed tensors only to (N, features)")
             }
@@ -786,7 +796,7 @@ struct ONNXGraphImporter {
 
     private func constant(_ tensor: Onnx_TensorProto, node: String?) throws -> ONNXConstant {
         do {
-            return try ONNXTensorReader.read(tensor)
+            return try ONNXTensorReader.read(tensor, folder: folder)
         } catch let problem as ONNXFolding.Problem {
             throw ONNXImportError(file: file, node: node, problem: problem.problem, remedy: problem.remedy)
         }
