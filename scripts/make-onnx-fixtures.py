@@ -333,7 +333,7 @@ VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
 EVAL = torch.onnx.TrainingMode.EVAL
 PRESERVE = torch.onnx.TrainingMode.PRESERVE
 FIXTURES = {
-    "resnet18": (lambda: ResNet(BasicBlock, [2, 2, 2, 2], [4, 8, 16, 32]), 64, 13, EVAL, 18),
+    "resnet18": (lambda: ResNet(BasicBlock, [2, 2, 2, 2], [4, 8, 16, 32]), 64, 13, PRESERVE, 18),
     "resnet50": (lambda: ResNet(Bottleneck, [2, 2, 1, 1], [4, 8, 16, 32]), 64, 13, PRESERVE, 50),
     "vgg16bn": (lambda: VGG([v if v == "M" else v // 16 for v in VGG16_CFG], 64), 32, 13, EVAL, 16),
     "mobilenetv2": (lambda: MobileNetV2(0.2, 128), 64, 17, PRESERVE, 2),

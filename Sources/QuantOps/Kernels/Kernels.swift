@@ -112,7 +112,8 @@ public enum Kernels {
         var output = [Float](repeating: 0, count: n * c * outH * outW)
         input.data.withUnsafeBufferPointer { source in
             output.withUnsafeMutableBufferPointer { target in
-                for plane in 0..<(n * c) {
+                // Planes are independent: each worker writes its own.
+                parallelFor(n * c) { _, plane in
                     for oy in 0..<outH {
                         for ox in 0..<outW {
                             var value = initial
