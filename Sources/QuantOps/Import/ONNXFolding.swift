@@ -17,6 +17,25 @@ enum ONNXFolding {
         }
     }
 
+    /// The most elements a tensor computed at load may have: shape arithmetic needs a handful,
+    /// and a hostile file must not make the importer allocate without bound.
+    static let elementLimit = 1 << 26
+
+    /// The element count of `shape`, refusing negative dimensions and counts past `elementLimit`
+    /// (checked as it multiplies, so no product overflows).
+    static func elementCount(_ shape: [Int], _ what: String) throws -> Int {
+        var count = 1
+        for dim in shape {
+            guard dim >= 0 else { throw Problem("\(what) has a negative dimension in \(shape)") }
+            let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+            guard !overflow, product <= elementLimit else {
+                throw Problem("\(what) would have more than \(elementLimit) elements (shape \(shape))")
+            }
+            count = product
+        }
+        return count
+    }
+
     static let operators: Set<String> = [
         "Constant", "Shape", "Gather", "Slice", "Concat", "Cast", "Unsqueeze", "Squeeze", "ConstantOfShape",
         "Transpose", "Reshape", "Add", "Sub", "Mul", "Div", "Identity", "Dropout", "Floor", "Ceil", "Sqrt",
@@ -58,11 +77,9 @@ enum ONNXFolding {
             return try squeeze(try input(0), axes: axes)
         case "ConstantOfShape":
             let shape = try input(0).integers("the shape of ConstantOfShape")
-            guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) <= ONNXTensorReader.elementLimit else {
-                throw Problem("ConstantOfShape asks for shape \(shape)")
-            }
+            let count = try elementCount(shape, "ConstantOfShape")
             let fill = try attributes.tensor("value").map { try ONNXTensorReader.read($0) } ?? ONNXConstant(shape: [1], values: [0], isInteger: false)
-            return ONNXConstant(shape: shape, values: [Double](repeating: try fill.scalar("ConstantOfShape's value"), count: shape.reduce(1, *)),
+            return ONNXConstant(shape: shape, values: [Double](repeating: try fill.scalar("ConstantOfShape's value"), count: count),
                                 isInteger: fill.isInteger)
         case "Transpose":
             let value = try input(0)
@@ -139,6 +156,7 @@ enum ONNXFolding {
         }
         let outer = data.shape[..<axis].reduce(1, *)
         let inner = data.shape[(axis + 1)...].reduce(1, *)
+        _ = try elementCount(Array(data.shape[..<axis]) + indices.shape + Array(data.shape[(axis + 1)...]), "Gather")
         var values: [Double] = []
         values.reserveCapacity(outer * picks.count * inner)
         for o in 0 ..< outer {
@@ -186,7 +204,7 @@ enum ONNXFolding {
     static func gatherAll(_ data: ONNXConstant, _ selected: [[Int]]) -> ONNXConstant {
         let strides = ONNXConstant.strides(data.shape)
         let shape = selected.map(\.count)
-        let total = shape.reduce(1, *)
+        let total = shape.reduce(1, *)  // at most the data's own count
         var values = [Double]()
         values.reserveCapacity(total)
         var position = [Int](repeating: 0, count: shape.count)
@@ -227,6 +245,7 @@ enum ONNXFolding {
     }
 
     static func unsqueeze(_ value: ONNXConstant, axes: [Int]) throws -> ONNXConstant {
+        guard axes.count <= 64 else { throw Problem("Unsqueeze adds \(axes.count) axes") }
         let rank = value.shape.count + axes.count
         let normalized = try Set(axes.map { try normalizedAxis($0, rank: rank, "Unsqueeze") })
         var shape: [Int] = []
@@ -271,6 +290,7 @@ enum ONNXFolding {
     /// resolved.
     static func reshapedDimensions(_ input: [Int], target: [Int], allowZero: Bool) throws -> [Int] {
         var shape = target
+        guard target.count <= 64 else { throw Problem("Reshape target has rank \(target.count)") }
         for (axis, dim) in target.enumerated() where dim == 0 && !allowZero {
             guard axis < input.count else { throw Problem("Reshape copies dimension \(axis) of a rank-\(input.count) input") }
             shape[axis] = input[axis]
@@ -279,11 +299,11 @@ enum ONNXFolding {
         let inferred = shape.indices.filter { shape[$0] == -1 }
         guard inferred.count <= 1, shape.allSatisfy({ $0 >= -1 }) else { throw Problem("Reshape target \(target) is not valid") }
         if let axis = inferred.first {
-            let known = shape.enumerated().filter { $0.offset != axis }.reduce(1) { $0 * $1.element }
+            let known = try elementCount(shape.enumerated().filter { $0.offset != axis }.map(\.element), "Reshape")
             guard known > 0, count % known == 0 else { throw Problem("Reshape cannot fit \(count) elements into \(target)") }
             shape[axis] = count / known
         }
-        guard shape.reduce(1, *) == count else { throw Problem("Reshape cannot fit \(input) into \(target)") }
+        guard try elementCount(shape, "Reshape") == count else { throw Problem("Reshape cannot fit \(input) into \(target)") }
         return shape
     }
 
@@ -300,7 +320,7 @@ enum ONNXFolding {
             shape.append(shapeA[axis] == 1 ? shapeB[axis] : shapeA[axis])
         }
         let stridesA = ONNXConstant.strides(shapeA), stridesB = ONNXConstant.strides(shapeB)
-        let total = shape.reduce(1, *)
+        let total = try elementCount(shape, "the broadcast result")
         var values = [Double]()
         values.reserveCapacity(total)
         var position = [Int](repeating: 0, count: rank)

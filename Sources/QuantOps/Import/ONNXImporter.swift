@@ -199,7 +199,8 @@ struct ONNXGraphImporter {
                               remedy: axis >= 2 ? "give the image size: load NAME from \"\(file)\" size=224" : "export with a fixed channel count")
             }
         }
-        guard shape[0] >= 1, shape[0] <= 4096, shape[1] <= 16384, shape[2] <= 16384 else {
+        guard shape[0] >= 1, shape[0] <= 4096, shape[1] <= 16384, shape[2] <= 16384,
+              shape[0] * shape[1] * shape[2] <= ONNXFolding.elementLimit else {
             throw failure("input '\(input.name)' has shape \(describe([-1] + shape)), which qsh does not take")
         }
         if let size = options.imageSize, size != shape[1] || size != shape[2] {
@@ -347,6 +348,9 @@ struct ONNXGraphImporter {
     /// A model node for `onnx`, named after its weight initializer when it has one.
     private mutating func emit(_ onnx: Onnx_NodeProto, _ operation: QuantOps.Operation, inputs: [Int], shape: [Int],
                                weight: String? = nil) throws {
+        // One image's activations stay within what any CNN needs, so a hostile file cannot make
+        // the check at the end (and every evaluation) allocate without bound.
+        _ = try ONNXFolding.elementCount(shape.map { max($0, 1) }, "the output of \(onnx.opType)")
         var nodeName = Self.moduleName(onnx)
         if let weight, !weight.isEmpty, !weight.hasPrefix("onnx::") {
             nodeName = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight
