@@ -15,15 +15,17 @@ cd "$(dirname "$0")/.."
 
 # name: binary, dictionary, longest input
 declare -A product=([qlang]=FuzzQLang [run-record]=FuzzQLang [pickle]=FuzzCheckpoints [torch-legacy]=FuzzCheckpoints
-                    [torch-zip]=FuzzCheckpoints [safetensors]=FuzzCheckpoints [cifar]=FuzzCheckpoints)
+                    [torch-zip]=FuzzCheckpoints [safetensors]=FuzzCheckpoints [cifar]=FuzzCheckpoints
+                    [onnx]=FuzzCheckpoints [image]=FuzzCheckpoints)
 declare -A dictionary=([qlang]=qlang.dict [run-record]= [pickle]=pickle.dict [torch-legacy]=pickle.dict
-                       [torch-zip]=torch-zip.dict [safetensors]=safetensors.dict [cifar]=)
-declare -A maxlen=([qlang]=1024 [run-record]=8192 [pickle]=4096 [torch-legacy]=4096 [torch-zip]=8192 [safetensors]=4096 [cifar]=9219)
+                       [torch-zip]=torch-zip.dict [safetensors]=safetensors.dict [cifar]= [onnx]= [image]=)
+declare -A maxlen=([qlang]=1024 [run-record]=8192 [pickle]=4096 [torch-legacy]=4096 [torch-zip]=8192 [safetensors]=4096 [cifar]=9219
+                   [onnx]=65536 [image]=16384)
 # ZIPFoundation leaks a path per archive (Fuzz/lsan.supp): libFuzzer's per-input leak check would
 # then run LeakSanitizer after every input, so torch-zip checks for leaks once, at exit.
 declare -A extra=([torch-zip]=-detect_leaks=0)
 # run-record: the JSON run records `qsh merge` reads (FuzzQLang's harness table).
-order=(qlang run-record pickle torch-legacy torch-zip safetensors cifar)
+order=(qlang run-record pickle torch-legacy torch-zip safetensors cifar onnx image)
 
 target="${1:-}"
 seconds="${2:-60}"

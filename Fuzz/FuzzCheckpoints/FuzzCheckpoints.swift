@@ -2,8 +2,8 @@ import Foundation
 import FuzzSupport
 @_spi(Fuzzing) import QuantOps
 
-/// Fuzz targets over the files qsh reads: pickles, torch checkpoints, safetensors and CIFAR-10
-/// batches. scripts/fuzz.sh builds this with libFuzzer and picks the harness with
+/// Fuzz targets over the files qsh reads: pickles, torch checkpoints, safetensors, CIFAR-10
+/// batches, ONNX models and JPEG/PNG images. scripts/fuzz.sh builds this with libFuzzer and picks the harness with
 /// QSH_FUZZ_TARGET; see docs/fuzzing.md.
 @main
 struct FuzzMain {
@@ -14,6 +14,8 @@ struct FuzzMain {
             "torch-zip": { CheckpointHarness.run($0, format: .torchZip) },
             "safetensors": { CheckpointHarness.run($0, format: .safetensors) },
             "cifar": CIFARHarness.run,
+            "onnx": ONNXHarness.run,
+            "image": ImageHarness.run,
         ])
     }
 }
@@ -136,4 +138,62 @@ enum CIFARHarness {
 func expectCheckpointError(_ error: Error, file: String) {
     guard let error = error as? CheckpointError else { return invariant(false, "\(error) is not a CheckpointError") }
     invariant(error.description.hasPrefix("\(file): "), "error does not name the file: \(error)")
+}
+
+/// ONNX models: a file imports into a model whose nodes read only earlier nodes, or the error is
+/// an ONNXImportError (never a crash, a hang or an unbounded allocation). Activations are capped
+/// lower than by default so that the import's check run stays fast.
+enum ONNXHarness {
+    static func run(_ bytes: [UInt8]) {
+        let imported: ONNXImport
+        do {
+            imported = try ONNXImporter.read(Data(bytes), file: "fuzz.onnx", name: "fuzz",
+                                             options: ONNXImportOptions(activationLimit: 1 << 16))
+        } catch is ONNXImportError {
+            return
+        } catch {
+            return invariant(false, "\(error) is not an ONNXImportError")
+        }
+        let model = imported.model
+        invariant(model.nodes.first?.operation == .input, "the first node is not the input")
+        invariant(model.inputShape.count == 3 && model.inputShape.reduce(1, *) <= 1 << 16, "input shape \(model.inputShape)")
+        for (index, node) in model.nodes.enumerated() {
+            invariant(node.inputs.allSatisfy { $0 >= 0 && $0 < index }, "node \(node.name) reads \(node.inputs)")
+        }
+        invariant(Set(model.nodes.map(\.name)).count == model.nodes.count, "repeated node names")
+        invariant(ONNXImporter.supportedOpsets.contains(imported.opset), "opset \(imported.opset)")
+    }
+}
+
+/// JPEG and PNG decoding (libjpeg-turbo, libpng behind CImageCodecs): a file decodes to
+/// width x height x 3 bytes within the pixel limit, with the size its header gave, or the error
+/// is an ImageDecodingError.
+enum ImageHarness {
+    static let path = (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/qsh-fuzz-image-\(getpid())"
+
+    static func run(_ bytes: [UInt8]) {
+        guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else {
+            return invariant(false, "cannot write \(path)")
+        }
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let header: (width: Int, height: Int)
+        do {
+            header = try ImageDecoding.size(of: path)
+        } catch is ImageDecodingError {
+            return
+        } catch {
+            return invariant(false, "\(error) is not an ImageDecodingError")
+        }
+        invariant(header.width >= 1 && header.height >= 1 && header.width * header.height <= ImageDecoding.maximumPixels,
+                  "header size \(header)")
+        do {
+            let image = try ImageDecoding.rgb(path)
+            invariant(image.width == header.width && image.height == header.height, "decoded \(image.width)x\(image.height), header \(header)")
+            invariant(image.pixels.count == image.width * image.height * 3, "\(image.pixels.count) bytes for \(image.width)x\(image.height)")
+        } catch is ImageDecodingError {
+            return
+        } catch {
+            invariant(false, "\(error) is not an ImageDecodingError")
+        }
+    }
 }

@@ -23,13 +23,13 @@ enum ONNXFolding {
 
     /// The element count of `shape`, refusing negative dimensions and counts past `elementLimit`
     /// (checked as it multiplies, so no product overflows).
-    static func elementCount(_ shape: [Int], _ what: String) throws -> Int {
+    static func elementCount(_ shape: [Int], _ what: String, limit: Int = elementLimit) throws -> Int {
         var count = 1
         for dim in shape {
             guard dim >= 0 else { throw Problem("\(what) has a negative dimension in \(shape)") }
             let (product, overflow) = count.multipliedReportingOverflow(by: dim)
-            guard !overflow, product <= elementLimit else {
-                throw Problem("\(what) would have more than \(elementLimit) elements (shape \(shape))")
+            guard !overflow, product <= limit else {
+                throw Problem("\(what) would have more than \(limit) elements (shape \(shape))")
             }
             count = product
         }

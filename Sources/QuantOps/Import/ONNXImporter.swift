@@ -23,10 +23,13 @@ public struct ONNXImportOptions: Sendable, Equatable {
     public var imageSize: Int?
     /// The normalization the network expects; otherwise the file's `qsh` metadata, otherwise none.
     public var normalization: Normalization?
+    /// The most elements one image's input or any activation may have; larger graphs are refused.
+    public var activationLimit: Int
 
-    public init(imageSize: Int? = nil, normalization: Normalization? = nil) {
+    public init(imageSize: Int? = nil, normalization: Normalization? = nil, activationLimit: Int = ONNXImporter.activationLimit) {
         self.imageSize = imageSize
         self.normalization = normalization
+        self.activationLimit = activationLimit
     }
 }
 
@@ -61,6 +64,9 @@ public struct ONNXImport: Sendable {
 /// the keys a PyTorch user expects); other nodes keep their ONNX node names.
 public enum ONNXImporter {
     public static let supportedOpsets: ClosedRange<Int> = 11 ... 21
+    /// The default `ONNXImportOptions.activationLimit`: 2^26 elements (256 MB) per image, 80 times
+    /// the largest activation of a ResNet-50 at 224x224.
+    public static let activationLimit = 1 << 26
 
     /// Operators that become model nodes.
     public static let modelOperators = [
@@ -200,7 +206,7 @@ struct ONNXGraphImporter {
             }
         }
         guard shape[0] >= 1, shape[0] <= 4096, shape[1] <= 16384, shape[2] <= 16384,
-              shape[0] * shape[1] * shape[2] <= ONNXFolding.elementLimit else {
+              shape[0] * shape[1] * shape[2] <= options.activationLimit else {
             throw failure("input '\(input.name)' has shape \(describe([-1] + shape)), which qsh does not take")
         }
         if let size = options.imageSize, size != shape[1] || size != shape[2] {
@@ -350,7 +356,7 @@ struct ONNXGraphImporter {
                                weight: String? = nil) throws {
         // One image's activations stay within what any CNN needs, so a hostile file cannot make
         // the check at the end (and every evaluation) allocate without bound.
-        _ = try ONNXFolding.elementCount(shape.map { max($0, 1) }, "the output of \(onnx.opType)")
+        _ = try ONNXFolding.elementCount(shape.map { max($0, 1) }, "the output of \(onnx.opType)", limit: options.activationLimit)
         var nodeName = Self.moduleName(onnx)
         if let weight, !weight.isEmpty, !weight.hasPrefix("onnx::") {
             nodeName = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight
