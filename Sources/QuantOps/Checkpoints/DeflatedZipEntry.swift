@@ -32,7 +32,13 @@ enum DeflatedZipEntry {
             actual = try Data.decompress(size: Int64(limit), bufferSize: 1 << 16, skipCRC32: false, provider: { position, size in
                 let from = Int(position)
                 guard from < compressed.count else { throw corrupt("ends before its deflate stream does") }
-                return compressed.subdata(in: from..<min(from + size, compressed.count))
+                var chunk = compressed.subdata(in: from..<min(from + size, compressed.count))
+                // ZIPFoundation tells zlib that every chunk holds `size` bytes, so a short last
+                // chunk would let inflate read past it (found by fuzzing: a read off the end of
+                // the mapped file). Zeros fill it: a stream cut short then fails to decode or its
+                // CRC-32, and bytes after a stream's end are never read.
+                if chunk.count < size { chunk.append(Data(count: size - chunk.count)) }
+                return chunk
             }, consumer: { chunk in
                 guard UInt64(output.count + chunk.count) <= limit else { throw corrupt("decompresses past its declared size") }
                 output.append(contentsOf: chunk)
