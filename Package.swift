@@ -31,6 +31,8 @@ let package = Package(
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto"),
         // Small C helpers: readline globals and signal handling, runtime CPU dispatch.
         .target(name: "CShims", path: "Sources/CShims"),
+        // Kernels written for one instruction set (AVX2 Winograd convolution), behind runtime CPU checks.
+        .target(name: "CKernels", path: "Sources/CKernels"),
         // JPEG and PNG decoding through the system libjpeg(-turbo) and libpng, for image folders.
         .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
@@ -44,7 +46,7 @@ let package = Package(
         .target(
             name: "QuantOps",
             dependencies: [
-                "CBLAS", "CDNNL", "CCrypto", "CShims", "CImageCodecs", "ONNX",
+                "CBLAS", "CDNNL", "CCrypto", "CShims", "CImageCodecs", "CKernels", "ONNX",
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
             swiftSettings: releaseSpeed),

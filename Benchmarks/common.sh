@@ -34,6 +34,13 @@ qsh_binary() {
     echo "$(swift build --scratch-path "$scratch" -c release --show-bin-path)/qsh"
 }
 
+# A release build of EngineBenchmark (the engine through its public API) in $QSH_SCRATCH_PATH.
+engine_binary() {
+    local scratch="${QSH_SCRATCH_PATH:-$root/.build}"
+    swift build --scratch-path "$scratch" -c release --product EngineBenchmark >&2
+    echo "$(swift build --scratch-path "$scratch" -c release --show-bin-path)/EngineBenchmark"
+}
+
 # Wall seconds and peak resident MiB from a `/usr/bin/time -v` report.
 wall() { awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$1"; }
 peak() { awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"; }

@@ -150,7 +150,17 @@ def main():
             def onnx(x):
                 return session.run(None, {"x": x})[0]
             best = min((timed(onnx, pixels, labels, args.batch) for _ in range(args.repeats)), key=lambda r: r[1])
-        report("onnxruntime", name, len(labels), *best)
+            report("onnxruntime", name, len(labels), *best)
+
+            import openvino as ov
+            compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": args.threads,
+                                                             "PERFORMANCE_HINT": "LATENCY"})
+            request = compiled.create_infer_request()
+
+            def openvino(x):
+                return request.infer({0: x})[0]
+            best = min((timed(openvino, pixels, labels, args.batch) for _ in range(args.repeats)), key=lambda r: r[1])
+            report("openvino", name, len(labels), *best)
 
 
 if __name__ == "__main__":

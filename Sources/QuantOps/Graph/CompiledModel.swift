@@ -19,7 +19,7 @@ public final class CompiledModel {
     public let integerPlan: IntegerPlan?
     private let plan: ExecutionPlan
     private let stream: DNNLStream
-    private var convolutions: [Int: (inputDims: [Int], primitive: DNNLConvolution)] = [:]
+    private var convolutions: [Int: (inputDims: [Int], primitive: PreparedConvolution)] = [:]
     private var reorders: [ReorderKey: DNNLPrimitive] = [:]
     private var pool = BufferPool()
 
@@ -53,6 +53,20 @@ public final class CompiledModel {
         plan = ExecutionPlan(model, fuse: true)
         stream = try DNNLStream()
     }
+
+    /// The convolutions that run on qsh's own AVX2 kernels, by node name and kernel
+    /// ("winograd"), as prepared for the last batch shape; the others run on oneDNN.
+    public var ownKernelConvolutions: [String: String] {
+        var names: [String: String] = [:]
+        for (index, entry) in convolutions {
+            guard case .own(let convolution) = entry.primitive else { continue }
+            names[model.nodes[index].name] = convolution is WinogradConvolution ? "winograd" : "\(type(of: convolution))"
+        }
+        return names
+    }
+
+    /// Whether qsh's own AVX2 convolution kernels run on this machine.
+    public static var runsOwnKernels: Bool { BlockedConvolutions.enabled }
 
     /// Logits (N, classes) for a normalized batch.
     public func logits(_ input: Tensor) throws -> Tensor {
@@ -163,7 +177,7 @@ public final class CompiledModel {
             throw EngineError(node: node.name, problem: "the integer input is not on the grid the plan expected")
         }
         let input = chain == nil ? try floatValue(input, node: fusion.head) : input
-        let primitive: DNNLConvolution
+        let primitive: PreparedConvolution
         do {
             primitive = try convolutionPrimitive(fusion, conv: conv, chain: chain, inputDims: input.dims)
         } catch let problem as ShapeProblem {
@@ -204,20 +218,25 @@ public final class CompiledModel {
         } else {
             destination = pool.acquire(bytes)
         }
-        try stream.execute(primitive.primitive, [
-            (DNNLArgument.source, primitive.sourceDescriptor, sourceBuffer),
-            (DNNLArgument.weights, primitive.weightsDescriptor, primitive.weights),
-            (DNNLArgument.bias, primitive.biasDescriptor, primitive.bias),
-            (DNNLArgument.destination, primitive.destinationDescriptor, destination),
-        ])
+        switch primitive {
+        case .oneDNN(let primitive):
+            try stream.execute(primitive.primitive, [
+                (DNNLArgument.source, primitive.sourceDescriptor, sourceBuffer),
+                (DNNLArgument.weights, primitive.weightsDescriptor, primitive.weights),
+                (DNNLArgument.bias, primitive.biasDescriptor, primitive.bias),
+                (DNNLArgument.destination, primitive.destinationDescriptor, destination),
+            ])
+        case .own(let convolution):
+            convolution.run(source: sourceBuffer, destination: destination)
+        }
         return Activation(descriptor: primitive.destinationDescriptor, dims: primitive.outputDims, buffer: destination, bytes: bytes,
                           grid: chain?.output)
     }
 
     private func convolutionPrimitive(_ fusion: ExecutionPlan.Fusion, conv: Conv2D, chain: IntegerChain?,
-                                      inputDims: [Int]) throws -> DNNLConvolution {
+                                      inputDims: [Int]) throws -> PreparedConvolution {
         if let cached = convolutions[fusion.head], cached.inputDims == inputDims { return cached.primitive }
-        let primitive: DNNLConvolution
+        let primitive: PreparedConvolution
         if let chain {
             var numerics = ConvolutionNumerics()
             numerics.sourceType = dnnl_u8
@@ -241,8 +260,8 @@ public final class CompiledModel {
             } else {
                 numerics.postOps = ConvolutionNumerics.float(residualSum: fusion.residual != nil, clampUpper: chain.clampUpper).postOps
             }
-            primitive = try DNNLConvolution(stream: stream, inputDims: inputDims, conv: conv, weights: .int8(chain.codes),
-                                            bias: chain.bias, numerics: numerics)
+            primitive = .oneDNN(try DNNLConvolution(stream: stream, inputDims: inputDims, conv: conv, weights: .int8(chain.codes),
+                                                    bias: chain.bias, numerics: numerics))
         } else {
             let (scale, shift) = try fusion.channelMap(model, conv: conv)
             let perChannel = conv.weight.count / max(1, conv.outChannels)
@@ -252,8 +271,15 @@ public final class CompiledModel {
                 for i in 0..<perChannel { weights[channel * perChannel + i] *= scale[channel] }
                 bias[channel] += (conv.bias?.data[channel] ?? 0) * scale[channel]
             }
-            primitive = try DNNLConvolution(stream: stream, inputDims: inputDims, conv: conv, weights: .float(weights), bias: bias,
-                                            numerics: .float(residualSum: fusion.residual != nil, clampUpper: fusion.clampUpper))
+            let geometry = try ConvolutionGeometry(input: inputDims, conv: conv)
+            if let own = try BlockedConvolutions.make(geometry: geometry, weights: weights, bias: bias,
+                                                      residualSum: fusion.residual != nil, clampUpper: fusion.clampUpper) {
+                primitive = .own(own)
+            } else {
+                primitive = .oneDNN(try DNNLConvolution(stream: stream, inputDims: inputDims, conv: conv, weights: .float(weights),
+                                                        bias: bias,
+                                                        numerics: .float(residualSum: fusion.residual != nil, clampUpper: fusion.clampUpper)))
+            }
         }
         convolutions[fusion.head] = (inputDims, primitive)
         return primitive
@@ -436,6 +462,33 @@ public final class CompiledModel {
     }
 
     deinit { pool.drain() }
+}
+
+/// A convolution ready to run: a oneDNN primitive, or one of qsh's own AVX2 kernels.
+private enum PreparedConvolution {
+    case oneDNN(DNNLConvolution)
+    case own(BlockedConvolution)
+
+    var sourceDescriptor: dnnl_memory_desc_t {
+        switch self {
+        case .oneDNN(let primitive): primitive.sourceDescriptor
+        case .own(let convolution): convolution.sourceDescriptor
+        }
+    }
+
+    var destinationDescriptor: dnnl_memory_desc_t {
+        switch self {
+        case .oneDNN(let primitive): primitive.destinationDescriptor
+        case .own(let convolution): convolution.destinationDescriptor
+        }
+    }
+
+    var outputDims: [Int] {
+        switch self {
+        case .oneDNN(let primitive): primitive.outputDims
+        case .own(let convolution): convolution.outputDims
+        }
+    }
 }
 
 /// Activation buffers by size, reused across layers and batches: fresh large allocations

@@ -17,6 +17,16 @@ public enum EngineSettings {
         }
     }
 
+    /// Whether float convolutions may run on qsh's own AVX2 kernels (`BlockedConvolution`:
+    /// Winograd for 3x3) rather than oneDNN's. On unless the environment sets
+    /// `QSH_OWN_KERNELS=0`, which only benchmarks comparing the two need.
+    public static var ownConvolutionKernels: Bool {
+        get { ownKernelsStorage.withLock { $0 } }
+        set { ownKernelsStorage.withLock { $0 = newValue } }
+    }
+
+    private static let ownKernelsStorage = LockedValue(ProcessInfo.processInfo.environment["QSH_OWN_KERNELS"] != "0")
+
     private static let storage: LockedValue<Int> = {
         openblas_set_num_threads(1)
         return LockedValue(ProcessInfo.processInfo.activeProcessorCount)

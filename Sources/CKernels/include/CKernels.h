@@ -1,0 +1,46 @@
+#ifndef QSH_CKERNELS_H
+#define QSH_CKERNELS_H
+
+#include <stddef.h>
+
+/* Convolution kernels written for one instruction set, each behind a runtime CPU check.
+   The engine calls them only when the check says the CPU has that instruction set. */
+
+/* Winograd F(4x4, 3x3) for 3x3, stride-1, undilated, ungrouped float convolutions on
+   activations in oneDNN's nChw8c layout (channels in blocks of 8, the layout oneDNN's AVX2
+   kernels keep between layers). 36 multiplications per 4x4 output tile and channel pair
+   instead of 144. */
+
+/* 1 when the CPU has AVX2 and FMA, which the F(4x4, 3x3) kernels need. */
+int qsh_winograd_available(void);
+
+/* Channel counts padded as the packed weights and scratch buffers hold them. */
+int qsh_winograd_padded_inputs(int inputChannels);   /* to a multiple of 8 */
+int qsh_winograd_padded_outputs(int outputChannels); /* to a multiple of 16 */
+
+/* Floats of packed transformed weights: 36 x paddedInputs x paddedOutputs. */
+size_t qsh_winograd_weights_count(int outputChannels, int inputChannels);
+
+/* Transforms plain (K, C, 3, 3) weights into `packed` (qsh_winograd_weights_count floats). */
+void qsh_winograd_pack_weights(const float *weights, int outputChannels, int inputChannels, float *packed);
+
+/* Floats of scratch one call of qsh_winograd_tiles needs for up to `tiles` tiles. */
+size_t qsh_winograd_scratch_count(int outputChannels, int inputChannels, int tiles);
+
+/* The geometry of one convolution; output height = height + padTop + padBottom - 2. */
+typedef struct {
+    int batch, inputChannels, outputChannels;
+    int height, width, outputHeight, outputWidth;
+    int padTop, padLeft;
+} qsh_winograd_shape;
+
+/* Computes the 4x4 output tiles [firstTile, firstTile + tileCount) of the whole batch (tiles
+   numbered image by image, row by row): destination = clamp(conv(source) + bias
+   (+ destination when accumulate), lower, upper). Source and destination are nChw8c; padded
+   channels of the source must be zero, and those of the destination are written as zero.
+   Different tile ranges may run concurrently with different scratch buffers. */
+void qsh_winograd_tiles(const qsh_winograd_shape *shape, const float *source, const float *packedWeights,
+                        const float *bias, float *destination, int accumulate, float lower, float upper,
+                        long firstTile, int tileCount, float *scratch);
+
+#endif

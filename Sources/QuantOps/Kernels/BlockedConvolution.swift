@@ -1,0 +1,52 @@
+import CDNNL
+import CKernels
+
+/// A float convolution that qsh runs with its own AVX2 kernels (Sources/CKernels) on
+/// activations in oneDNN's nChw8c layout, so it slots between oneDNN primitives without
+/// reorders. Batch norm is folded into its weights; a residual sum and a clamp are fused as
+/// oneDNN's post-ops would be.
+///
+/// oneDNN 2.6 has Winograd only on AVX-512; on AVX2 its direct 3x3 kernels are where whole
+/// models spend most of their time (Benchmarks/README.md). A 1x1 kernel on the same 6x16 FMA
+/// block was tried and measured no faster than oneDNN's, so everything else stays on oneDNN.
+protocol BlockedConvolution: AnyObject {
+    var sourceDescriptor: dnnl_memory_desc_t { get }
+    var destinationDescriptor: dnnl_memory_desc_t { get }
+    var outputDims: [Int] { get }
+    /// Runs on `source` (`sourceDescriptor`) into `destination` (`destinationDescriptor`,
+    /// holding the residual when there is a residual sum).
+    func run(source: UnsafeRawPointer, destination: UnsafeMutableRawPointer)
+}
+
+enum BlockedConvolutions {
+    /// Whether qsh's own kernels run on this machine: they need AVX2 and FMA.
+    static var enabled: Bool { EngineSettings.ownConvolutionKernels && qsh_winograd_available() != 0 }
+
+    /// The kernel for this float convolution, or nil when oneDNN's should run it. `weights`
+    /// (O, I, KH, KW) and `bias` (O) have batch norm folded in; the clamp is [0, clampUpper] as in
+    /// `ConvolutionNumerics.float` (nil: none).
+    static func make(geometry: ConvolutionGeometry, weights: [Float], bias: [Float], residualSum: Bool,
+                     clampUpper: Float?) throws -> BlockedConvolution? {
+        guard enabled else { return nil }
+        let epilogue = ConvolutionEpilogue(bias: bias, residualSum: residualSum, clampUpper: clampUpper)
+        if WinogradConvolution.applies(to: geometry) {
+            return try WinogradConvolution(geometry: geometry, weights: weights, epilogue: epilogue)
+        }
+        return nil
+    }
+}
+
+/// What the kernels apply to each output: bias, residual sum, clamp.
+struct ConvolutionEpilogue {
+    /// Padded with zeros to a multiple of 8: the kernels read it 8 channels at a time.
+    let bias: [Float]
+    let accumulate: Int32
+    let lower, upper: Float
+
+    init(bias: [Float], residualSum: Bool, clampUpper: Float?) {
+        self.bias = bias + [Float](repeating: 0, count: (bias.count + 7) / 8 * 8 - bias.count)
+        accumulate = residualSum ? 1 : 0
+        lower = clampUpper == nil ? -.infinity : 0
+        upper = clampUpper ?? .infinity
+    }
+}
