@@ -66,7 +66,7 @@ enum LoadEvalCommands {
             do {
                 url = try Fetcher.locate(entry.remoteFile, in: session.modelDirectories, allowDownload: session.settings.allowDownload) { done, total in
                     progress.update(done: Int(done), total: Int(total ?? 0))
-                }
+                } shouldStop: { qsh_interrupt_requested() != 0 }
             } catch let error as ResourceError {
                 let downloadable = ModelZoo.entries.filter { $0.downloadURL != nil }.map(\.name)
                 let byHand = ModelZoo.entries.filter { $0.downloadURL == nil }.map(\.name)
@@ -334,7 +334,8 @@ enum LoadEvalCommands {
         let dataset = try session.dataset(named: name)
         let indices = try dataset.sampleIndices(try invocation.int("samples"))
         let images = try dataset.batch(indices, normalization: model.normalization)
-        let report = try BatchNormRecalibration.run(&model, images: images, batchSize: try invocation.int("batch"))
+        let report = try BatchNormRecalibration.run(&model, images: images, batchSize: try invocation.int("batch"),
+                                                    shouldStop: { qsh_interrupt_requested() != 0 })
         session.commit(model, step: invocation.text)
         session.output.line(report.summary)
     }
