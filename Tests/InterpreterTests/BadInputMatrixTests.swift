@@ -186,7 +186,7 @@ final class BadInputMatrixTests: XCTestCase {
         let folded = Self.fingerprint(harness.session)
         XCTAssertNotEqual(loaded, folded)
         let steps = harness.session.current?.steps
-        let undoDepth = harness.session.undoStack.count
+        let undoDepth = harness.session.models.undoStack.count
 
         let cases = Self.cases()
         let reader = ReplTests.ScriptedReader(cases.map(\.statement) + ["print \"still here\""])
@@ -198,7 +198,7 @@ final class BadInputMatrixTests: XCTestCase {
         XCTAssertEqual(reported.count, cases.count, "every bad line gives one located error:\n\(harness.errors.text)")
         XCTAssertEqual(Self.fingerprint(harness.session), folded, "a bad line changed the weights")
         XCTAssertEqual(harness.session.current?.steps, steps)
-        XCTAssertEqual(harness.session.undoStack.count, undoDepth)
+        XCTAssertEqual(harness.session.models.undoStack.count, undoDepth)
 
         let undo = ReplTests.ScriptedReader(["undo"])
         Repl(interpreter: Interpreter(session: harness.session), reader: undo).run()

@@ -125,7 +125,10 @@ final class FigureTests: XCTestCase {
         XCTAssertEqual(RecipeRunner(session: session).run(text: "plot analysis to \"\(path)\"", fileName: "p.qs"), .recipeFailed)
         XCTAssertTrue(output.text.contains("no analysis to plot"), output.text)
         XCTAssertTrue(output.text.contains("run 'analyze' first"), output.text)
-        session.lastAnalysis = LayerErrorReport(rows: [(layer: "conv1", rmse: 0.1, sqnrDB: 12), (layer: "fc", rmse: 0.2, sqnrDB: 8)])
+        session.ptq.lastAnalysis = LayerErrorAnalysis(
+            rows: [LayerError(layer: 1, name: "conv1", outputNode: "relu1", rmse: 0.1, sqnr: 12, inputSQNR: nil),
+                   LayerError(layer: 2, name: "fc", outputNode: "fc", rmse: 0.2, sqnr: 8, inputSQNR: 12)],
+            images: 4, worst: 1, mostHarmful: 1)
         output.clear()
         XCTAssertEqual(RecipeRunner(session: session).run(text: "plot analysis to \"\(path)\" metric=rmse", fileName: "p.qs"), .success)
         XCTAssertEqual(output.text, "wrote \(path): rmse of 2 layers\n")

@@ -8,8 +8,8 @@ final class RecipeHarness {
     let errors = CapturedOutput()
     let session: Session
 
-    init() {
-        session = Session(output: output, errors: errors)
+    init(registry: CommandRegistry = .standard) {
+        session = Session(registry: registry, output: output, errors: errors)
     }
 
     @discardableResult

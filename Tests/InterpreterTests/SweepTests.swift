@@ -23,7 +23,7 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(printed, ["inside 3", "inside 5", "before"], harness.output.text)
         // The model is as loaded again, with nothing to undo, and the loop variable is gone.
         XCTAssertEqual(harness.session.current?.steps, [])
-        XCTAssertTrue(harness.session.undoStack.isEmpty)
+        XCTAssertTrue(harness.session.models.undoStack.isEmpty)
         XCTAssertNil(harness.session.variables["bits"])
         XCTAssertEqual(harness.session.sweep.items.map(\.index), [0, 1])
         XCTAssertEqual(harness.session.sweep.items.map(\.variables), [["bits": "3"], ["bits": "5"]])

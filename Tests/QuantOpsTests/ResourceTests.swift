@@ -158,6 +158,24 @@ final class ResourceTests: XCTestCase {
         XCTAssertEqual(try Fetcher.locate(file, in: [unwritable, cache], allowDownload: true), located, "found again without the server")
     }
 
+    /// The caller decides when a download stops (the shell passes its Ctrl-C flag): nothing is kept.
+    func testDownloadStopsWhenTheCallerSaysSo() throws {
+        let (root, _) = try servedFile("model.th", byteCount: 10_000)
+        let server = try LocalHTTPServer(serving: root)
+        defer { server.stop() }
+        let cache = try folder("cache")
+        let file = RemoteFile(fileName: "model.th", url: server.url("model.th"))
+        nonisolated(unsafe) var asked = 0
+        XCTAssertThrowsError(try Fetcher.locate(file, in: [cache], allowDownload: true, progress: { _, _ in },
+                                                shouldStop: { asked += 1; return true })) { error in
+            guard case .interrupted(let name)? = error as? ResourceError else { return XCTFail("expected an interruption, got \(error)") }
+            XCTAssertEqual(name, "model.th")
+        }
+        XCTAssertGreaterThan(asked, 0)
+        XCTAssertEqual(contents(cache), [], "an interrupted download keeps nothing")
+        XCTAssertEqual(try Fetcher.locate(file, in: [cache], allowDownload: true, shouldStop: { false }), cache.appendingPathComponent("model.th"))
+    }
+
     func testChecksumMismatchDeletesTheDownload() throws {
         let (root, _) = try servedFile("model.th", byteCount: 10_000)
         let server = try LocalHTTPServer(serving: root)

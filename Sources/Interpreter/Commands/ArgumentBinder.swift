@@ -54,6 +54,10 @@ struct ArgumentBinder {
                 positionals[parameter.name] = try convert(value, to: parameter.type, named: parameter.name)
             }
         }
+        let explicitPositionals = Set(positionals.keys)
+        for parameter in spec.positionals where positionals[parameter.name] == nil {
+            if let value = parameter.defaultValue { positionals[parameter.name] = try declared(value, of: parameter.name, type: parameter.type) }
+        }
         if let extra = remaining.first {
             throw Diagnostic("unexpected argument '\(extra.value)' for '\(spec.name)'", at: extra.location,
                              length: max(1, extra.value.description.count), hint: "usage: \(spec.usage)")
@@ -83,10 +87,17 @@ struct ArgumentBinder {
             explicit.insert(option.name)
         }
         for option in spec.options where options[option.name] == nil {
-            if let value = option.defaultValue { options[option.name] = value }
+            if let value = option.defaultValue { options[option.name] = try declared(value, of: option.name, type: option.type) }
         }
         return Invocation(spec: spec, location: statementLocation, positionals: positionals, options: options,
-                          explicitOptions: explicit, text: text)
+                          explicitOptions: explicit, explicitPositionals: explicitPositionals, text: text)
+    }
+
+    /// A declared default goes through the same checks as a written value, so that a default
+    /// outside its type (a word its choices lack, a number out of range) fails every statement
+    /// of the command, and with it the test that binds every help example.
+    private func declared(_ value: RuntimeValue, of name: String, type: ParameterType) throws(Diagnostic) -> RuntimeValue {
+        try convert(PlacedValue(value: value, location: statementLocation), to: type, named: name + " (its declared default)")
     }
 
     func convert(_ placed: PlacedValue, to type: ParameterType, named name: String) throws(Diagnostic) -> RuntimeValue {

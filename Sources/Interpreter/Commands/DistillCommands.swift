@@ -12,6 +12,14 @@ enum DistillCommands {
     /// The data set `distill` creates.
     static let distilledName = "distilled"
 
+    /// Whose batch-norm statistics `distill` matches.
+    enum TeacherSource: String, CaseIterable {
+        /// The current model.
+        case current
+        /// The float model before quantization.
+        case float
+    }
+
     static let distill = CommandSpec(
         ["distill"], group: .quantization,
         summary: "Distill calibration images from the float model's BN statistics (data-free)",
@@ -26,7 +34,7 @@ enum DistillCommands {
             OptionParameter("seed", .integer(0...Int.max), default: .integer(0), help: "seed of the Gaussian start"),
             OptionParameter("clamp", .boolean, default: .boolean(true), help: "keep pixels in [0, 1] while optimizing"),
             OptionParameter("name", .text, default: .word(distilledName), help: "name of the data set to create"),
-            OptionParameter("from", .choice(["current", "float"]), default: .word("current"),
+            OptionParameter("from", .choice(TeacherSource.self), default: .choice(TeacherSource.current),
                             help: "the model whose statistics to match: the current one, or the float model before quantization"),
         ],
         examples: ["distill", "distill samples=256 steps=200 lr=0.2 batch=64 seed=0", "distill samples=64 steps=50 name=quick",
@@ -34,14 +42,18 @@ enum DistillCommands {
     ) { invocation, session in
         let state = try session.requireModel(for: "distill")
         // Fresh images for fine-tuning come from the float teacher, not from the student being trained.
-        let model = invocation.string("from") == "float" ? try PTQCommands.floatReference(for: session) : state.model
-        let options = DistillationOptions(samples: invocation.int("samples") ?? 256, steps: invocation.int("steps") ?? 200,
-                                          learningRate: Float(invocation.double("lr") ?? 0.2),
-                                          batchSize: invocation.int("batch") ?? 64,
-                                          seed: UInt64(invocation.int("seed") ?? 0),
-                                          clampToPixelRange: invocation.bool("clamp") ?? true,
+        let model: Model
+        switch try invocation.choice("from", as: TeacherSource.self) {
+        case .current: model = state.model
+        case .float: model = try PTQCommands.floatReference(for: session)
+        }
+        let options = DistillationOptions(samples: try invocation.int("samples"), steps: try invocation.int("steps"),
+                                          learningRate: Float(try invocation.double("lr")),
+                                          batchSize: try invocation.int("batch"),
+                                          seed: UInt64(try invocation.int("seed")),
+                                          clampToPixelRange: try invocation.bool("clamp"),
                                           imageShape: model.inputShape)
-        let name = invocation.string("name") ?? distilledName
+        let name = try invocation.string("name")
         if Session.standardDataSetNames.contains(name) || ImageFolderName.folder(in: name) != nil {
             throw CommandError("'\(name)' names a real data set", hint: "choose another name with name=NAME")
         }
@@ -80,12 +92,12 @@ enum DistillCommands {
         ],
         examples: ["save data distilled to \"distilled-resnet20.bin\""]
     ) { invocation, session in
-        let name = invocation.string("data") ?? distilledName
+        let name = try invocation.string("data")
         guard let dataset = try session.dataset(named: name) as? CIFAR10 else {
             throw CommandError("'save data' writes 32x32 images with 10 classes in the CIFAR-10 layout, and '\(name)' is not such a data set",
                                hint: "save images made by 'distill' or read by 'load data'")
         }
-        let path = invocation.string("file") ?? ""
+        let path = try invocation.string("file")
         try dataset.write(to: URL(fileURLWithPath: path))
         session.output.line("saved \(dataset.count) images of '\(name)' to \(path)")
     }
@@ -95,12 +107,12 @@ enum DistillCommands {
         help: "Reads a file written by 'save data' (or any CIFAR-10 .bin batch) as a named data set, usable wherever a data set name goes.",
         positionals: [
             Positional("file", .path, help: "the .bin file to read"),
-            Positional("name", keyword: "as", .text, optional: true, help: "the data set's name (default: distilled)"),
+            Positional("name", keyword: "as", .text, default: .word(distilledName), help: "the data set's name"),
         ],
         examples: ["load data \"distilled-resnet20.bin\" as distilled"]
     ) { invocation, session in
-        let path = invocation.string("file") ?? ""
-        let name = invocation.string("name") ?? distilledName
+        let path = try invocation.string("file")
+        let name = try invocation.string("name")
         if Session.standardDataSetNames.contains(name) || ImageFolderName.folder(in: name) != nil {
             throw CommandError("'\(name)' names a real data set", hint: "choose another name with 'as NAME'")
         }

@@ -15,12 +15,13 @@ enum ExploreCommands {
     static let layers = CommandSpec(
         ["layers"], group: .model, summary: "Table of the weight layers: shape, parameters, precision, size",
         help: "Layers are the conv and linear nodes counted from 1 in execution order; selectors such as 'layer 3..' use these numbers. Size in MB is bits times parameters (float layers at 32 bits), as in the DF-MPC paper's tables. With 'set engine=int8' (or engine=int8 here), an engine column says which layers run on integers, and notes below say why the others run in float.",
-        options: [OptionParameter("engine", .choice(Arithmetic.allCases.map(\.rawValue)),
+        options: [OptionParameter("engine", .choice(Arithmetic.self),
                                   help: "show where each layer runs under this engine (default: 'set engine')")],
         examples: ["layers", "layers engine=int8"]
     ) { invocation, session in
         let state = try session.requireModel(for: "layers")
-        let engine = invocation.string("engine").flatMap(Arithmetic.init(rawValue:)) ?? session.settings.engine
+        // Without engine=, the session's setting: a default that 'set' changes, so not a declared one.
+        let engine = try invocation.optionalChoice("engine", as: Arithmetic.self) ?? session.settings.engine
         let placements = engine == .int8 ? IntegerPlan.of(state.model).layers.map(\.placement) : nil
         var columns = ["#", "name", "type", "shape", "params", "precision", "MB"]
         var alignments: [TextTable.Alignment] = [.right, .left, .left, .left, .right, .left, .right]
@@ -64,7 +65,7 @@ enum ExploreCommands {
         examples: ["stats layer 3"]
     ) { invocation, session in
         let state = try session.requireModel(for: "stats")
-        let number = invocation.int("layer") ?? 1
+        let number = try invocation.int("layer")
         let layers = state.model.weightLayers
         guard number <= layers.count else {
             throw CommandError("layer \(number) does not exist", hint: "\(state.model.name) has layers 1...\(layers.count); see 'layers'")
@@ -75,7 +76,7 @@ enum ExploreCommands {
         session.output.line("layer \(number) \(info.name) (\(info.kind) \(info.kernelShape.map(String.init).joined(separator: "x")), \(info.precision.label))")
         session.output.line(String(format: "  min %.6g  max %.6g  mean %.6g  std %.6g", statistics.min, statistics.max, statistics.mean, statistics.std))
         session.output.line(String(format: "  zeros %.2f%%  distinct values %d  count %d", statistics.zeroFraction * 100, statistics.distinctLevels, statistics.count))
-        let bins = statistics.histogram(bins: invocation.int("bins") ?? 20)
+        let bins = statistics.histogram(bins: try invocation.int("bins"))
         let peak = max(1, bins.map(\.count).max() ?? 1)
         for bin in bins {
             let bar = String(repeating: "#", count: Int((Double(bin.count) / Double(peak) * 40).rounded()))
@@ -136,22 +137,16 @@ enum ExploreCommands {
     ) { _, session in
         _ = try session.requireModel(for: "reset")
         guard let loaded = session.loaded else { return }
-        session.undoStack.append(session.current)
-        session.current = loaded
+        session.move(to: loaded)
         session.output.line("back to \(loaded.origin) as loaded")
     }
 
     static let undo = CommandSpec(
         ["undo"], group: .model, summary: "Step back over the last model change (repeatable)",
-        positionals: [Positional("steps", .integer(1...Session.undoDepth), optional: true, help: "how many changes to undo (default 1)")],
+        positionals: [Positional("steps", .integer(1...ModelHistory.undoDepth), default: .integer(1), help: "how many changes to undo")],
         examples: ["undo", "undo 2"]
     ) { invocation, session in
-        let steps = invocation.int("steps") ?? 1
-        guard session.undoStack.count >= steps else {
-            throw CommandError(session.undoStack.isEmpty ? "nothing to undo" : "only \(session.undoStack.count) changes can be undone",
-                               hint: session.current == nil ? "there is no model; load one first, e.g. 'load resnet20'" : "'reset' returns to the loaded model")
-        }
-        for _ in 0..<steps { session.current = session.undoStack.removeLast() }
+        try session.undo(try invocation.int("steps"))
         session.output.line("now: " + (session.current?.summary ?? "no model"))
     }
 
@@ -160,9 +155,9 @@ enum ExploreCommands {
         positionals: [Positional("name", .text, help: "a name for 'restore'")],
         examples: ["snapshot ternary"]
     ) { invocation, session in
-        let state = try session.requireModel(for: "snapshot")
-        let name = invocation.string("name") ?? ""
-        session.snapshots[name] = state
+        _ = try session.requireModel(for: "snapshot")
+        let name = try invocation.string("name")
+        let state = try session.takeSnapshot(named: name)
         session.output.line("snapshot '\(name)': \(state.summary)")
     }
 
@@ -171,14 +166,13 @@ enum ExploreCommands {
         positionals: [Positional("name", .text, help: "a name given to 'snapshot'")],
         examples: ["restore ternary"]
     ) { invocation, session in
-        let name = invocation.string("name") ?? ""
-        guard let state = session.snapshots[name] else {
-            let names = session.snapshots.keys.sorted()
+        let name = try invocation.string("name")
+        guard let state = session.models.snapshots[name] else {
+            let names = session.models.snapshots.keys.sorted()
             throw CommandError("no snapshot named '\(name)'",
                                hint: names.isEmpty ? "take one with 'snapshot NAME'" : "snapshots: " + names.joined(separator: ", "))
         }
-        session.undoStack.append(session.current)
-        session.current = state
+        session.move(to: state)
         session.output.line("restored '\(name)': \(state.summary)")
     }
 }

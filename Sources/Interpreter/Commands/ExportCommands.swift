@@ -16,7 +16,7 @@ enum ExportCommands {
         examples: ["export onnx \"resnet20-w8a8.onnx\""]
     ) { invocation, session in
         let state = try session.requireModel(for: "export onnx")
-        let path = invocation.string("file") ?? ""
+        let path = try invocation.string("file")
         let details: [String: Any] = ["qsh_version": QshVersion.string, "origin": state.origin, "steps": state.steps]
         let summary = try ONNXExporter.write(state.model, to: URL(fileURLWithPath: path), producerVersion: QshVersion.string,
                                              details: details)

@@ -38,7 +38,7 @@ enum FinetuneCommands {
             OptionParameter("weight_decay", .number(0...1), default: .number(0), help: "L2 penalty on the master weights"),
             OptionParameter("batch", .integer(1...100_000), default: .integer(64), help: "images per step"),
             OptionParameter("seed", .integer(0...Int.max), default: .integer(0), help: "seed of the batch order"),
-            OptionParameter("loss", .choice(FinetuneLoss.allCases.map(\.rawValue)), default: .word("kl"), help: "kl (AIT), or kl+ce: KL + cross-entropy on the data's labels"),
+            OptionParameter("loss", .choice(FinetuneLoss.self), default: .choice(FinetuneLoss.kl), help: "kl (AIT), or kl+ce: KL + cross-entropy on the data's labels"),
             OptionParameter("inundation", .boolean, default: .boolean(true), help: "gradient inundation on or off"),
             OptionParameter("rho", .number(0...1), default: .number(1e-3), help: "fraction of each layer's integer weights to change per step"),
             OptionParameter("warmup", .integer(0...1_000_000), default: .integer(1), help: "epochs during which kappa is capped at 128"),
@@ -62,14 +62,14 @@ enum FinetuneCommands {
                                hint: "quantize first, e.g. 'ternary layer 3..' or 'quantize weights bits=4'")
         }
         let options = FinetuneOptions(
-            epochs: invocation.int("epochs") ?? 1, learningRate: Float(invocation.double("lr") ?? 1e-4),
-            momentum: Float(invocation.double("momentum") ?? 0.9), weightDecay: Float(invocation.double("weight_decay") ?? 0),
-            batchSize: invocation.int("batch") ?? 64, seed: UInt64(invocation.int("seed") ?? 0),
-            loss: FinetuneLoss(rawValue: invocation.string("loss") ?? "kl") ?? .kl, inundation: invocation.bool("inundation") ?? true,
-            rho: invocation.double("rho") ?? 1e-3, warmUpEpochs: invocation.int("warmup") ?? 1,
-            rhoDecay: invocation.double("rho_decay") ?? 0.1, rhoDecayEvery: invocation.int("rho_every") ?? 100)
+            epochs: try invocation.int("epochs"), learningRate: Float(try invocation.double("lr")),
+            momentum: Float(try invocation.double("momentum")), weightDecay: Float(try invocation.double("weight_decay")),
+            batchSize: try invocation.int("batch"), seed: UInt64(try invocation.int("seed")),
+            loss: try invocation.choice("loss", as: FinetuneLoss.self), inundation: try invocation.bool("inundation"),
+            rho: try invocation.double("rho"), warmUpEpochs: try invocation.int("warmup"),
+            rhoDecay: try invocation.double("rho_decay"), rhoDecayEvery: try invocation.int("rho_every"))
         var previous: FinetuneRecord? = nil
-        if invocation.bool("resume") == true {
+        if try invocation.bool("resume") {
             guard let record = session.finetuning else {
                 throw CommandError("there is no fine-tuning to resume", hint: "run 'finetune ait' without resume=true first")
             }
@@ -78,16 +78,16 @@ enum FinetuneCommands {
             }
             previous = record
         }
-        let dataName = invocation.string("data") ?? DistillCommands.distilledName
+        let dataName = try invocation.string("data")
         if dataName == DistillCommands.distilledName && session.datasets[dataName] == nil {
             throw CommandError("there are no distilled images to fine-tune on",
                                hint: "run 'distill' on the float model first, or name a data set with data=NAME")
         }
         let data = try session.dataset(named: dataName)
-        let validationName = invocation.string("validate")
+        let validationName = invocation.optionalString("validate")
         let validationData = try validationName.map { try session.dataset(named: $0) }
-        let evaluationData = try invocation.string("eval").map { try session.dataset(named: $0) }
-        let stride = invocation.int("stride") ?? 20
+        let evaluationData = try invocation.optionalString("eval").map { try session.dataset(named: $0) }
+        let stride = try invocation.int("stride")
         let teacher = try PTQCommands.floatReference(for: session)
         let trainer = try QuantizationAwareTraining(student: state.model, teacher: teacher)
         let quantizedLayers = trainer.parameters.filter { $0.grid != nil }.count
@@ -175,7 +175,7 @@ enum FinetuneCommands {
         guard let record = session.finetuning, !record.epochs.isEmpty else {
             throw CommandError("no fine-tuning to plot", hint: "run 'finetune ait' first")
         }
-        let path = invocation.string("file") ?? ""
+        let path = try invocation.string("file")
         let figure = updatesFigure(record)
         try figure.render().write(to: path)
         session.output.line("wrote \(path): integer weight updates of \(figure.categories?.count ?? 0) layers over \(figure.series.count) epochs")

@@ -35,7 +35,8 @@ enum HelpText {
         var lines = ["usage: " + spec.usage, "", spec.summary + "."]
         if !spec.help.isEmpty { lines += ["", spec.help] }
         let arguments = spec.positionals.map { positional in
-            ((positional.keyword.map { $0 + " " } ?? "") + positional.type.placeholder, positional.help)
+            ((positional.keyword.map { $0 + " " } ?? "") + positional.type.placeholder,
+             positional.help + (positional.defaultValue.map { " (default \($0))" } ?? ""))
         }
         let options = spec.options.map { option in
             (option.name + "=" + option.type.placeholder + (option.aliases.isEmpty ? "" : " (also " + option.aliases.joined(separator: ", ") + ")"),

@@ -25,8 +25,8 @@ enum LoadEvalCommands {
         examples: ["load resnet20", "load nm-resnet56", "load resnet20 from \"my-run.safetensors\"",
                    "load lite0 from \"efficientnet-lite0.onnx\" mean=0.498 std=0.502", "load \"model.onnx\" size=224"]
     ) { invocation, session in
-        var name = invocation.string("model") ?? ""
-        var filePath = invocation.string("file")
+        var name = try invocation.string("model")
+        var filePath = invocation.optionalString("file")
         if filePath == nil, name.lowercased().hasSuffix(".onnx") {
             filePath = name
             name = URL(fileURLWithPath: name).deletingPathExtension().lastPathComponent
@@ -66,7 +66,7 @@ enum LoadEvalCommands {
             do {
                 url = try Fetcher.locate(entry.remoteFile, in: session.modelDirectories, allowDownload: session.settings.allowDownload) { done, total in
                     progress.update(done: Int(done), total: Int(total ?? 0))
-                }
+                } shouldStop: { qsh_interrupt_requested() != 0 }
             } catch let error as ResourceError {
                 let downloadable = ModelZoo.entries.filter { $0.downloadURL != nil }.map(\.name)
                 let byHand = ModelZoo.entries.filter { $0.downloadURL == nil }.map(\.name)
@@ -88,9 +88,7 @@ enum LoadEvalCommands {
     static func install(_ model: Model, origin: String, from url: URL, details: String = "", session: Session) {
         let checksum = try? Checksum.sha256(of: url)
         let state = ModelState(model: model, origin: origin, checksum: checksum)
-        session.current = state
-        session.loaded = state
-        session.undoStack.removeAll()
+        session.install(state)
         let layers = model.weightLayers
         let parameters = layers.reduce(0) { $0 + $1.parameterCount }
         session.output.line("loaded \(origin) from \(url.path): \(layers.count) layers, \(parameters) parameters, "
@@ -136,7 +134,7 @@ enum LoadEvalCommands {
         guard !name.isEmpty else { throw CommandError("the model needs a name", hint: "load NAME from \"\(path)\"") }
         var normalization: Normalization?
         if invocation.isSet("mean") || invocation.isSet("std") {
-            guard let mean = invocation.doubles("mean"), let std = invocation.doubles("std") else {
+            guard let mean = invocation.optionalDoubles("mean"), let std = invocation.optionalDoubles("std") else {
                 throw CommandError("mean= and std= go together", hint: "e.g. mean=0.485, 0.456, 0.406 std=0.229, 0.224, 0.225 (ImageNet)")
             }
             normalization = Normalization(mean: mean.map { Float($0) }, std: std.map { Float($0) })
@@ -144,7 +142,7 @@ enum LoadEvalCommands {
         let imported: ONNXImport
         do {
             imported = try ONNXImporter.load(contentsOf: url, name: name,
-                                             options: ONNXImportOptions(imageSize: invocation.int("size"), normalization: normalization))
+                                             options: ONNXImportOptions(imageSize: invocation.optionalInt("size"), normalization: normalization))
         } catch let error as ONNXImportError {
             throw CommandError(error.description, hint: error.remedy ?? "docs/models.md lists what qsh reads")
         }
@@ -175,7 +173,7 @@ enum LoadEvalCommands {
             OptionParameter("stride", .integer(1...10_000_000), default: .integer(1), help: "every K-th image"),
             OptionParameter("batch", .integer(1...100_000), default: .integer(250), help: "images per forward pass"),
             OptionParameter("shard", .text, help: "evaluate only part INDEX/COUNT of the images (e.g. \"0/4\"), or auto: the part of this process's --shard; 'qsh merge' adds the parts up exactly"),
-            OptionParameter("engine", .choice(Arithmetic.allCases.map(\.rawValue)),
+            OptionParameter("engine", .choice(Arithmetic.self),
                             help: "float, or int8: quantized convolutions run on integers (default: 'set engine', float)"),
         ] + imageFolderParameters,
         examples: ["eval cifar10", "eval cifar10 limit=1000", "eval cifar10 engine=int8", "eval cifar10 stride=10", "eval cifar10 shard=auto", "eval cifar10 shard=\"1/4\"", "eval cifar10 logits to \"logits.npy\"",
@@ -183,21 +181,24 @@ enum LoadEvalCommands {
                    "eval imagefolder \"images\" labels=\"labels.txt\" strict=true"]
     ) { invocation, session in
         let state = try session.requireModel(for: "eval")
-        let logitsPath = invocation.string("file")
+        let logitsPath = invocation.optionalString("file")
         guard (logitsPath == nil) == (invocation.value("logits") == nil) else {
-            throw CommandError("'eval' writes logits with 'logits to \"FILE\"'", hint: "e.g. eval \(invocation.string("data") ?? "cifar10") logits to \"logits.npy\"")
+            throw CommandError("'eval' writes logits with 'logits to \"FILE\"'", hint: "e.g. eval \(try invocation.string("data")) logits to \"logits.npy\"")
         }
         let dataset = try evaluationData(invocation, session: session)
         let name = dataset.name
-        if let limit = invocation.int("limit") { try dataset.requireRecords((limit - 1) * (invocation.int("stride") ?? 1) + 1) }
-        let part = try dataPart(invocation.string("shard"), session: session)
-        let engine = invocation.string("engine").flatMap(Arithmetic.init(rawValue:)) ?? session.settings.engine
+        let limit = invocation.optionalInt("limit")
+        let stride = try invocation.int("stride")
+        if let limit { try dataset.requireRecords((limit - 1) * stride + 1) }
+        let part = try dataPart(invocation.optionalString("shard"), session: session)
+        // Without engine=, the session's setting: a default that 'set' changes, so not a declared one.
+        let engine = try invocation.optionalChoice("engine", as: Arithmetic.self) ?? session.settings.engine
         let progress = ProgressBar("eval \(name)", sink: session.errors, enabled: session.settings.progress)
         var logits: [Float] = []
         var classes = 0
         let result = try Evaluation.run(
-            model: state.model, dataset: dataset, limit: invocation.int("limit"), stride: invocation.int("stride") ?? 1,
-            part: part, batchSize: invocation.int("batch") ?? 250, arithmetic: engine,
+            model: state.model, dataset: dataset, limit: limit, stride: stride,
+            part: part, batchSize: try invocation.int("batch"), arithmetic: engine,
             progress: { done, total in progress.update(done: done, total: total) },
             shouldStop: { qsh_interrupt_requested() != 0 },
             logits: logitsPath == nil ? nil : { batch in
@@ -227,29 +228,31 @@ enum LoadEvalCommands {
     /// How an image folder is read; `eval` takes them, and `data="imagefolder:DIR"` elsewhere
     /// reuses what the last `eval` of that folder gave.
     static let imageFolderParameters = [
-        OptionParameter("resize", .integer(1...65_536), help: "image folders: the shorter side is resized to this many pixels (default 256)"),
-        OptionParameter("crop", .integer(1...65_536), help: "image folders: the center crop's side (default 224)"),
-        OptionParameter("interpolation", .choice(ResampleFilter.allCases.map(\.rawValue)),
-                        help: "image folders: Pillow's resize filter (default bilinear, antialiased as in torchvision)"),
-        OptionParameter("strict", .boolean, help: "image folders: an unreadable image file is an error instead of being skipped"),
+        OptionParameter("resize", .integer(1...65_536), default: .integer(ImagePreprocessing().resize),
+                        help: "image folders: the shorter side is resized to this many pixels"),
+        OptionParameter("crop", .integer(1...65_536), default: .integer(ImagePreprocessing().crop), help: "image folders: the center crop's side"),
+        OptionParameter("interpolation", .choice(ResampleFilter.self), default: .choice(ImagePreprocessing().filter),
+                        help: "image folders: Pillow's resize filter, antialiased as in torchvision"),
+        OptionParameter("strict", .boolean, default: .boolean(false),
+                        help: "image folders: an unreadable image file is an error instead of being skipped"),
         OptionParameter("labels", .path, help: "image folders: a text file of 'relative/path label' lines to read instead of class subfolders"),
     ]
 
     /// The data set `eval` names: a standard or session data set by name, or an image folder
     /// (`eval imagefolder "DIR"`, or the data word `imagefolder:DIR`) read with the options given.
     static func evaluationData(_ invocation: Invocation, session: Session) throws -> any LabeledImages {
-        let word = invocation.string("data") ?? "cifar10"
+        let word = try invocation.string("data")
         let imageOptions = imageFolderParameters.map(\.name).filter { invocation.explicitOptions.contains($0) }
         let folder: String
         if word == ImageFolderName.word {
-            guard let given = invocation.string("folder") else {
+            guard let given = invocation.optionalString("folder") else {
                 throw CommandError("'eval imagefolder' needs the folder of images", hint: "e.g. eval imagefolder \"/data/imagenet/val\"")
             }
             folder = given
-        } else if let named = ImageFolderName.folder(in: word), invocation.string("folder") == nil {
+        } else if let named = ImageFolderName.folder(in: word), invocation.optionalString("folder") == nil {
             folder = named
         } else {
-            if let extra = invocation.string("folder") {
+            if let extra = invocation.optionalString("folder") {
                 throw CommandError("'eval \(word)' takes no folder, and '\(extra)' follows it",
                                    hint: "a folder of images: eval imagefolder \"\(extra)\"; logits: eval \(word) logits to \"\(extra)\"")
             }
@@ -258,14 +261,13 @@ enum LoadEvalCommands {
             }
             return try session.dataset(named: word)
         }
-        // Options not given keep the defaults (not an earlier eval's), so that a line means the
-        // same wherever it stands.
-        let defaults = ImagePreprocessing()
+        // Options not given keep the declared defaults (not an earlier eval's), so that a line
+        // means the same wherever it stands.
         let options = ImageFolderOptions(
-            preprocessing: ImagePreprocessing(resize: invocation.int("resize") ?? defaults.resize, crop: invocation.int("crop") ?? defaults.crop,
-                                              filter: invocation.string("interpolation").flatMap(ResampleFilter.init(rawValue:)) ?? defaults.filter),
-            strict: invocation.bool("strict") ?? false,
-            labelsFile: invocation.string("labels"))
+            preprocessing: ImagePreprocessing(resize: try invocation.int("resize"), crop: try invocation.int("crop"),
+                                              filter: try invocation.choice("interpolation", as: ResampleFilter.self)),
+            strict: try invocation.bool("strict"),
+            labelsFile: invocation.optionalString("labels"))
         return try session.imageFolder(folder, options: options)
     }
 
@@ -302,11 +304,11 @@ enum LoadEvalCommands {
         examples: ["save \"resnet20-mp26.safetensors\"", "save \"resnet20-w8.safetensors\" int8=true"]
     ) { invocation, session in
         let state = try session.requireModel(for: "save")
-        let path = invocation.string("file") ?? ""
+        let path = try invocation.string("file")
         var metadata = ["qsh_version": QshVersion.string, "model": state.origin, "steps": state.steps.joined(separator: "; ")]
         var dict = state.model.stateDict()
         var integerLayers = 0
-        if invocation.bool("int8") == true {
+        if try invocation.bool("int8") {
             let (integerDict, precisions) = try IntegerCheckpoint.stateDict(of: state.model)
             dict = integerDict
             metadata.merge(precisions) { _, new in new }
@@ -328,11 +330,12 @@ enum LoadEvalCommands {
         examples: ["recalibrate bn data=cifar10-train samples=1024", "recalibrate bn data=\"imagefolder:imagenet/train\" samples=1024"]
     ) { invocation, session in
         var model = try session.requireModel(for: "recalibrate bn").model
-        let name = invocation.string("data") ?? "cifar10-train"
+        let name = try invocation.string("data")
         let dataset = try session.dataset(named: name)
-        let indices = try dataset.sampleIndices(invocation.int("samples") ?? 1024)
+        let indices = try dataset.sampleIndices(try invocation.int("samples"))
         let images = try dataset.batch(indices, normalization: model.normalization)
-        let report = try BatchNormRecalibration.run(&model, images: images, batchSize: invocation.int("batch") ?? 256)
+        let report = try BatchNormRecalibration.run(&model, images: images, batchSize: try invocation.int("batch"),
+                                                    shouldStop: { qsh_interrupt_requested() != 0 })
         session.commit(model, step: invocation.text)
         session.output.line(report.summary)
     }

@@ -36,6 +36,19 @@ public struct CalibrationRequest: Sendable {
     public var preparation: String? = nil
 }
 
+/// How `calibrate` turns activation statistics into ranges (`method=`).
+enum CalibrationMethod: String, CaseIterable {
+    case minmax, ema, percentile, meanstd, entropy
+}
+
+/// The row order of `analyze`'s table (`order=`).
+enum AnalysisOrder: String, CaseIterable {
+    /// Execution order.
+    case model
+    /// Lowest SQNR first.
+    case sorted
+}
+
 /// Post-training quantization for 8-bit deployment (methods.md §4).
 enum PTQCommands {
     static var all: [CommandSpec] {
@@ -50,16 +63,16 @@ enum PTQCommands {
         positionals: [Positional("layers", keyword: "layer", .layers, optional: true, help: "which layers (default all)")],
         options: [
             OptionParameter("bits", .integer(2...16), default: .integer(8), help: "bit width"),
-            OptionParameter("scheme", .choice(["symmetric", "asymmetric"]), default: .word("symmetric"), help: "grid"),
-            OptionParameter("granularity", .choice(Granularity.allCases.map(\.rawValue)), default: .word("channel"), help: "one scale per output channel or per tensor"),
+            OptionParameter("scheme", .choice([QuantizationScheme.symmetric, .asymmetric]), default: .choice(QuantizationScheme.symmetric), help: "grid"),
+            OptionParameter("granularity", .choice(Granularity.self), default: .choice(Granularity.channel), help: "one scale per output channel or per tensor"),
         ],
         examples: ["quantize weights bits=8 scheme=symmetric granularity=channel", "quantize weights layer 2.. bits=4"]
     ) { invocation, session in
         var model = try session.requireModel(for: "quantize weights").model
         syncWithLoad(session)
-        let bits = invocation.int("bits") ?? 8
-        let scheme = QuantizationScheme(rawValue: invocation.string("scheme") ?? "symmetric") ?? .symmetric
-        let granularity = Granularity(rawValue: invocation.string("granularity") ?? "channel") ?? .channel
+        let bits = try invocation.int("bits")
+        let scheme = try invocation.choice("scheme", as: QuantizationScheme.self)
+        let granularity = try invocation.choice("granularity", as: Granularity.self)
         let requested = invocation.isSet("layers") ? try invocation.layers(in: model) : Array(1...max(1, model.weightLayerNodes.count))
         let layerNodes = model.weightLayerNodes
         let kept = requested.filter { $0 <= layerNodes.count && session.ptq.keptFloat.contains(model.nodes[layerNodes[$0 - 1]].name) }
@@ -82,15 +95,15 @@ enum PTQCommands {
         positionals: [Positional("layers", keyword: "layer", .layers, optional: true, help: "outputs of which layers (default every activation)")],
         options: [
             OptionParameter("bits", .integer(ActivationQuantizer.validBits), default: .integer(8), help: "bit width"),
-            OptionParameter("scheme", .choice(ActivationQuantizer.schemes.map(\.rawValue)), default: .word("asymmetric"), help: "asymmetric (zero point) or symmetric"),
-            OptionParameter("granularity", .choice([Granularity.tensor.rawValue]), default: .word("tensor"), help: "one range per tensor, as runtimes use for activations"),
+            OptionParameter("scheme", .choice(ActivationQuantizer.schemes), default: .choice(QuantizationScheme.asymmetric), help: "asymmetric (zero point) or symmetric"),
+            OptionParameter("granularity", .choice([Granularity.tensor]), default: .choice(Granularity.tensor), help: "one range per tensor, as runtimes use for activations"),
         ],
         examples: ["quantize activations bits=8 scheme=asymmetric granularity=tensor", "quantize activations layer 19 bits=16"]
     ) { invocation, session in
         var model = try session.requireModel(for: "quantize activations").model
         syncWithLoad(session)
-        let quantizer = ActivationQuantizer(bits: invocation.int("bits") ?? 8,
-                                            scheme: QuantizationScheme(rawValue: invocation.string("scheme") ?? "asymmetric") ?? .asymmetric)
+        let quantizer = ActivationQuantizer(bits: try invocation.int("bits"),
+                                            scheme: try invocation.choice("scheme", as: QuantizationScheme.self))
         let layerNodes = model.weightLayerNodes
         let layers: [Int]? = invocation.isSet("layers") ? try invocation.layers(in: model) : nil
         let keptLayers = (1...max(1, layerNodes.count)).filter {
@@ -174,7 +187,7 @@ enum PTQCommands {
         options: [
             OptionParameter("data", .text, default: .word("cifar10-train"), help: "calibration images (a data set name: cifar10-train, cifar100-train, \"imagefolder:DIR\", distilled ...)"),
             OptionParameter("samples", .integer(1...1_000_000), default: .integer(512), help: "how many images"),
-            OptionParameter("method", .choice(["minmax", "ema", "percentile", "meanstd", "entropy"]), default: .word("minmax"), help: "range estimator"),
+            OptionParameter("method", .choice(CalibrationMethod.self), default: .choice(CalibrationMethod.minmax), help: "range estimator"),
             OptionParameter("momentum", .number(0...1), default: .number(0.9), help: "ema: weight of the running value"),
             OptionParameter("p", .number(50...100), default: .number(99.99), help: "percentile: percent of |x| kept"),
             OptionParameter("k", .number(0.1...100), default: .number(3), help: "meanstd: how many standard deviations"),
@@ -201,17 +214,17 @@ enum PTQCommands {
     }
 
     static func calibrationRequest(_ invocation: Invocation, session: Session) throws -> CalibrationRequest {
-        let batch = invocation.int("batch") ?? 64
+        let batch = try invocation.int("batch")
         let estimator: RangeEstimator
-        switch invocation.string("method") ?? "minmax" {
-        case "ema": estimator = .movingAverage(momentum: invocation.double("momentum") ?? 0.9, batchSize: batch)
-        case "percentile": estimator = .percentile(invocation.double("p") ?? 99.99)
-        case "meanstd": estimator = .meanStd(k: invocation.double("k") ?? 3)
-        case "entropy": estimator = .entropy
-        default: estimator = .minMax
+        switch try invocation.choice("method", as: CalibrationMethod.self) {
+        case .minmax: estimator = .minMax
+        case .ema: estimator = .movingAverage(momentum: try invocation.double("momentum"), batchSize: batch)
+        case .percentile: estimator = .percentile(try invocation.double("p"))
+        case .meanstd: estimator = .meanStd(k: try invocation.double("k"))
+        case .entropy: estimator = .entropy
         }
-        let data = invocation.string("data") ?? "cifar10-train"
-        return CalibrationRequest(data: data, samples: invocation.int("samples") ?? 512,
+        let data = try invocation.string("data")
+        return CalibrationRequest(data: data, samples: try invocation.int("samples"),
                                   batchSize: batch, estimator: estimator,
                                   preparation: ImageFolderName.folder(in: data).map { session.readingOptions(forFolder: $0).description })
     }
@@ -346,7 +359,7 @@ enum PTQCommands {
         options: [
             OptionParameter("data", .text, default: .word("cifar10-train"), help: "images to compare on (a data set name: cifar10-train, cifar100-train, \"imagefolder:DIR\", distilled ...)"),
             OptionParameter("samples", .integer(1...100_000), default: .integer(256), help: "how many images"),
-            OptionParameter("order", .choice(["model", "sorted"]), default: .word("model"), help: "model order, or worst SQNR first"),
+            OptionParameter("order", .choice(AnalysisOrder.self), default: .choice(AnalysisOrder.model), help: "model order, or worst SQNR first"),
             OptionParameter("batch", .integer(1...10_000), default: .integer(32), help: "images per forward pass"),
         ],
         examples: ["analyze data=cifar10-train samples=256", "analyze order=sorted"]
@@ -355,10 +368,10 @@ enum PTQCommands {
         try requireSomethingQuantized(state.model, for: "analyze")
         syncWithLoad(session)
         let reference = try floatReference(for: session)
-        let name = invocation.string("data") ?? "cifar10-train"
+        let name = try invocation.string("data")
         let dataset = try session.dataset(named: name)
-        let indices = try dataset.sampleIndices(invocation.int("samples") ?? 256)
-        let batchSize = invocation.int("batch") ?? 32
+        let indices = try dataset.sampleIndices(try invocation.int("samples"))
+        let batchSize = try invocation.int("batch")
         let progress = ProgressBar("analyze", sink: session.errors, enabled: session.settings.progress)
         let result = try LayerAnalysis.compare(
             reference: reference, quantized: state.model, batchCount: (indices.count + batchSize - 1) / batchSize,
@@ -370,9 +383,11 @@ enum PTQCommands {
         progress.finish()
         guard let analysis = result else { throw Interrupted() }
         session.ptq.lastAnalysis = analysis
-        session.lastAnalysis = LayerErrorReport(analysis)
         var order = Array(analysis.rows.indices)
-        if invocation.string("order") == "sorted" { order.sort { analysis.rows[$0].sqnr < analysis.rows[$1].sqnr } }
+        switch try invocation.choice("order", as: AnalysisOrder.self) {
+        case .model: break
+        case .sorted: order.sort { analysis.rows[$0].sqnr < analysis.rows[$1].sqnr }
+        }
         var table = TextTable(["layer", "name", "RMSE", "SQNR dB", "own dB", ""],
                               alignments: [.right, .left, .right, .right, .right, .left])
         for index in order {
@@ -410,9 +425,9 @@ enum PTQCommands {
         try requireSomethingQuantized(state.model, for: "sensitivity")
         syncWithLoad(session)
         let reference = try floatReference(for: session)
-        let name = invocation.string("data") ?? "cifar10"
+        let name = try invocation.string("data")
         let dataset = try session.dataset(named: name)
-        let (samples, stride) = (invocation.int("samples") ?? 250, invocation.int("stride") ?? 1)
+        let (samples, stride) = (try invocation.int("samples"), try invocation.int("stride"))
         try dataset.requireRecords((samples - 1) * stride + 1)
         let indices = Evaluation.indices(count: dataset.count, limit: samples, stride: stride)
         let images = try dataset.batch(indices, normalization: state.model.normalization)
@@ -432,7 +447,7 @@ enum PTQCommands {
                                    decibels(report.quantized.sqnr), report.seconds))
         session.output.line(table.render())
         session.values["sensitivity_seconds"] = report.seconds
-        let recoveries = report.recoveries(limit: invocation.int("suggest") ?? 3)
+        let recoveries = report.recoveries(limit: try invocation.int("suggest"))
         if recoveries.isEmpty {
             session.output.line("no single layer kept float improves accuracy on this subset")
         } else {

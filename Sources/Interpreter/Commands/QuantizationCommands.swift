@@ -46,8 +46,8 @@ enum QuantizationCommands {
         positionals: [Positional("layers", .layers, help: "which layers, e.g. 2..5")],
         options: [
             OptionParameter("bits", .integer(1...16), default: .integer(8), help: "bit width"),
-            OptionParameter("scheme", .choice(QuantizationScheme.allCases.map(\.rawValue)), default: .word("dorefa"), help: "quantizer"),
-            OptionParameter("granularity", .choice(Granularity.allCases.map(\.rawValue)), default: .word("tensor"), help: "one scale per tensor or per output channel"),
+            OptionParameter("scheme", .choice(QuantizationScheme.self), default: .choice(QuantizationScheme.dorefa), help: "quantizer"),
+            OptionParameter("granularity", .choice(Granularity.self), default: .choice(Granularity.tensor), help: "one scale per tensor or per output channel"),
         ],
         examples: ["quantize layer 2..5 bits=6 scheme=dorefa", "quantize layer all bits=8 scheme=symmetric granularity=channel"]
     ) { invocation, session in
@@ -56,9 +56,9 @@ enum QuantizationCommands {
     }
 
     static func weightQuantizer(from invocation: Invocation) throws -> WeightQuantizer {
-        let bits = invocation.int("bits") ?? 8
-        let scheme = QuantizationScheme(rawValue: invocation.string("scheme") ?? "dorefa") ?? .dorefa
-        let granularity = Granularity(rawValue: invocation.string("granularity") ?? "tensor") ?? .tensor
+        let bits = try invocation.int("bits")
+        let scheme = try invocation.choice("scheme", as: QuantizationScheme.self)
+        let granularity = try invocation.choice("granularity", as: Granularity.self)
         guard WeightQuantizer.validBits(for: scheme).contains(bits) else {
             let valid = WeightQuantizer.validBits(for: scheme)
             throw CommandError("\(scheme.rawValue) quantization needs \(valid.lowerBound)...\(valid.upperBound) bits, got \(bits)",
@@ -97,9 +97,9 @@ enum QuantizationCommands {
             throw CommandError("'compensate dfmpc' compensates low-precision layers, and no layer is quantized",
                                hint: "quantize first: 'mixed dfmpc low=ternary high=6', or 'ternary layer 3..' then 'compensate dfmpc'")
         }
-        let options = DFMPCOptions(lambda1: Float(invocation.double("lambda1") ?? 0.5),
-                                   lambda2: Float(invocation.double("lambda2") ?? 0),
-                                   highBits: invocation.int("high") ?? 6)
+        let options = DFMPCOptions(lambda1: Float(try invocation.double("lambda1")),
+                                   lambda2: Float(try invocation.double("lambda2")),
+                                   highBits: try invocation.int("high"))
         let reference = session.loaded?.model ?? model
         let report = try DFMPC.compensate(&model, reference: reference, options: options)
         session.commit(model, step: invocation.text)
@@ -119,24 +119,33 @@ enum QuantizationCommands {
         return lines.joined(separator: "\n")
     }
 
+    /// The named precisions of `mixed dfmpc low=`; an integer there means k-bit DoReFa.
+    enum LowPrecision: String, CaseIterable {
+        case ternary, binary
+    }
+
     static let mixedDFMPC = CommandSpec(
         ["mixed", "dfmpc"], group: .quantization,
         summary: "Apply the DF-MPC paper's pairing: conv1 low, conv2 high in each block",
         help: "In each residual basic block, conv1 gets the low precision (ternary, binary or k-bit DoReFa) and conv2 `high`-bit DoReFa. On other graphs a conv whose only reader is another conv (through BN and ReLU/ReLU6) pairs with it, as the paper pairs them: a bottleneck's 3x3 low with the following 1x1 high, MobileNet's depthwise low with its pointwise high, VGG chains alternating; the pairs are printed when they are not basic blocks. The stem, shortcut convs and classifier stay float unless the recipe says otherwise. Follow with 'compensate dfmpc' to compensate.",
         options: [
-            OptionParameter("low", .choiceOrInteger(["ternary", "binary"], 1...8), default: .word("ternary"), help: "precision of each block's first conv"),
+            OptionParameter("low", .choiceOrInteger(LowPrecision.allCases.map(\.rawValue), 1...8), default: .choice(LowPrecision.ternary),
+                            help: "precision of each block's first conv"),
             OptionParameter("high", .integer(2...16), default: .integer(6), help: "bits of each block's second conv"),
         ],
         examples: ["mixed dfmpc low=ternary high=6", "mixed dfmpc low=3 high=6"]
     ) { invocation, session in
         var model = try session.requireModel(for: "mixed dfmpc").model
         let low: WeightQuantizer
-        switch invocation.value("low") {
-        case .integer(let bits)?: low = .dorefa(bits: bits)
-        case .word("binary")?: low = .binary
-        default: low = .ternary
+        if case .integer(let bits) = try invocation.required("low") {
+            low = .dorefa(bits: bits)
+        } else {
+            switch try invocation.choice("low", as: LowPrecision.self) {
+            case .ternary: low = .ternary
+            case .binary: low = .binary
+            }
         }
-        let high = invocation.int("high") ?? 6
+        let high = try invocation.int("high")
         let pairs = try DFMPC.applyMixedPrecision(&model, low: low, highBits: high)
         session.commit(model, step: invocation.text)
         // The zoo's ResNets pair each basic block's conv1 and conv2; other graphs show their pairs for checking.

@@ -17,8 +17,8 @@ enum ReportCommands {
         options: [OptionParameter("bins", .integer(2...400), default: .integer(60), help: "histogram bins")],
         examples: ["plot hist layer 3 to \"layer3.svg\""]
     ) { invocation, session in
-        let number = invocation.int("layer") ?? 1
-        let path = invocation.string("file") ?? ""
+        let number = try invocation.int("layer")
+        let path = try invocation.string("file")
         let current = try session.requireModel(for: "plot hist")
         let layers = current.model.weightLayers
         guard number >= 1, number <= layers.count else {
@@ -27,7 +27,7 @@ enum ReportCommands {
         let states = try histogramStates(layer: number, session: session)
         let figure = WeightHistogramFigure(
             title: "Layer \(number) (\(layers[number - 1].name)): float against quantized weights",
-            series: states, bins: invocation.int("bins") ?? 60)
+            series: states, bins: try invocation.int("bins"))
         try figure.render().write(to: path)
         session.output.line("wrote \(path): layer \(number), \(states.count) state\(states.count == 1 ? "" : "s")")
     }
@@ -40,7 +40,7 @@ enum ReportCommands {
             var precision: WeightPrecision
             var step: String?
         }
-        let lineage = ([session.loaded] + session.undoStack + [session.current]).compactMap { $0 }
+        let lineage = ([session.loaded] + session.models.undoStack + [session.current]).compactMap { $0 }
         var snapshots: [Snapshot] = []
         for state in lineage {
             let infos = state.model.weightLayers
@@ -66,17 +66,22 @@ enum ReportCommands {
     static let plotAnalysis = CommandSpec(
         ["plot", "analysis"], group: .analysis, summary: "SVG bars of the per-layer error from the last 'analyze'",
         positionals: [Positional("file", keyword: "to", .path, help: "the .svg file to write")],
-        options: [OptionParameter("metric", .choice(LayerErrorFigure.Metric.allCases.map(\.rawValue)), default: .word("sqnr"),
+        options: [OptionParameter("metric", .choice(LayerErrorFigure.Metric.self), default: .choice(LayerErrorFigure.Metric.sqnr),
                                   help: "sqnr (dB, higher is better) or rmse")],
         examples: ["plot analysis to \"sqnr.svg\"", "plot analysis to \"rmse.svg\" metric=rmse"]
     ) { invocation, session in
-        guard let report = session.lastAnalysis ?? session.ptq.lastAnalysis.map(LayerErrorReport.init), !report.rows.isEmpty else {
+        guard let report = session.ptq.lastAnalysis.map(LayerErrorReport.init), !report.rows.isEmpty else {
             throw CommandError("no analysis to plot", hint: "run 'analyze' first")
         }
-        let path = invocation.string("file") ?? ""
-        let metric = LayerErrorFigure.Metric(rawValue: invocation.string("metric") ?? "sqnr") ?? .sqnr
+        let path = try invocation.string("file")
+        let metric = try invocation.choice("metric", as: LayerErrorFigure.Metric.self)
         try LayerErrorFigure(report: report, metric: metric).render().write(to: path)
         session.output.line("wrote \(path): \(metric.rawValue) of \(report.rows.count) layers")
+    }
+
+    /// Which accuracy `plot results` draws.
+    enum AccuracyMetric: String, CaseIterable {
+        case top1, top5
     }
 
     static let plotResults = CommandSpec(
@@ -85,13 +90,13 @@ enum ReportCommands {
         positionals: [Positional("file", keyword: "to", .path, help: "the .svg file to write")],
         options: [
             OptionParameter("x", .text, help: "the variable on the x axis (default: the one that changed)"),
-            OptionParameter("metric", .choice(["top1", "top5"]), default: .word("top1"), help: "the accuracy to plot"),
+            OptionParameter("metric", .choice(AccuracyMetric.self), default: .choice(AccuracyMetric.top1), help: "the accuracy to plot"),
         ],
         examples: ["plot results to \"sweep.svg\"", "plot results to \"sweep.svg\" x=lam"]
     ) { invocation, session in
-        let path = invocation.string("file") ?? ""
-        let figure = try ResultsFigure(session.evaluations, x: invocation.string("x"),
-                                       topFive: invocation.string("metric") == "top5")
+        let path = try invocation.string("file")
+        let figure = try ResultsFigure(session.evaluations, x: invocation.optionalString("x"),
+                                       topFive: try invocation.choice("metric", as: AccuracyMetric.self) == .top5)
         try figure.render().write(to: path)
         session.output.line("wrote \(path): \(session.evaluations.count) evals against \(figure.xLabel)")
     }
@@ -102,7 +107,7 @@ enum ReportCommands {
         positionals: [Positional("file", keyword: "to", .path, help: "the .json file to write")],
         examples: ["report to \"run.json\""]
     ) { invocation, session in
-        let path = invocation.string("file") ?? ""
+        let path = try invocation.string("file")
         let report = RunReport(session: session)
         try report.write(to: path)
         session.output.line("wrote \(path): \(report.evaluations.count) evals")

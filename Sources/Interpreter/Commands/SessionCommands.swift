@@ -17,11 +17,11 @@ enum SessionCommands {
         ],
         examples: ["help", "help quantize layer"]
     ) { invocation, session in
-        guard let topic = invocation.string("command") else {
+        guard let topic = invocation.optionalString("command") else {
             session.output.line(HelpText.overview(session.registry))
             return
         }
-        let words = [topic] + (invocation.string("form").map { [$0] } ?? [])
+        let words = [topic] + (invocation.optionalString("form").map { [$0] } ?? [])
         session.output.line(try HelpText.detail(words, registry: session.registry))
     }
 
@@ -94,20 +94,20 @@ enum SessionCommands {
             OptionParameter("data", .path, help: "directory searched first for data sets"),
             OptionParameter("download", .boolean, help: "whether a missing model or data set may be downloaded"),
             OptionParameter("progress", .boolean, help: "whether progress bars are drawn on a terminal"),
-            OptionParameter("engine", .choice(Arithmetic.allCases.map(\.rawValue)),
+            OptionParameter("engine", .choice(Arithmetic.self),
                             help: "how 'eval' computes: float, or int8 (integer convolutions where the model is quantized; see 'layers')"),
         ],
         examples: ["set threads=2", "set models=\"/data/checkpoints\"", "set engine=int8"]
     ) { invocation, session in
-        if let threads = invocation.int("threads") {
+        if let threads = invocation.optionalInt("threads") {
             session.settings.threads = threads
             EngineSettings.threads = threads
         }
-        if let models = invocation.string("models") { session.settings.modelsDirectory = models }
-        if let data = invocation.string("data") { session.settings.dataDirectory = data }
-        if let download = invocation.bool("download") { session.settings.allowDownload = download }
-        if let progress = invocation.bool("progress") { session.settings.progress = progress }
-        if let engine = invocation.string("engine").flatMap(Arithmetic.init(rawValue:)) { session.settings.engine = engine }
+        if let models = invocation.optionalString("models") { session.settings.modelsDirectory = models }
+        if let data = invocation.optionalString("data") { session.settings.dataDirectory = data }
+        if let download = invocation.optionalBool("download") { session.settings.allowDownload = download }
+        if let progress = invocation.optionalBool("progress") { session.settings.progress = progress }
+        if let engine = try invocation.optionalChoice("engine", as: Arithmetic.self) { session.settings.engine = engine }
         if invocation.explicitOptions.isEmpty {
             let settings = session.settings
             session.output.line("threads=\(settings.threads)")
@@ -124,7 +124,7 @@ enum SessionCommands {
         positionals: [Positional("file", .path, help: "the .qs file to run")],
         examples: ["source \"examples/quickstart.qs\""]
     ) { invocation, session in
-        let path = invocation.string("file") ?? ""
+        let path = try invocation.string("file")
         let url = URL(fileURLWithPath: path)
         guard !session.sourceStack.contains(url.standardizedFileURL.path) else {
             throw CommandError("'\(path)' sources itself", hint: "remove the recursive 'source' line")
@@ -150,7 +150,7 @@ enum SessionCommands {
         positionals: [Positional("file", .path, help: "where to write the recipe")],
         examples: ["history save \"session.qs\""]
     ) { invocation, session in
-        let path = invocation.string("file") ?? ""
+        let path = try invocation.string("file")
         let text = "# qsh session, saved \(ISO8601DateFormatter().string(from: Date()))\n"
             + session.history.joined(separator: "\n") + "\n"
         do {

@@ -149,8 +149,8 @@ public struct RunReport: Codable, Sendable {
 
     /// Every checkpoint a model of the session came from, by zoo name.
     static func modelChecksums(_ session: Session) -> [FileChecksum] {
-        let states = [session.loaded, session.current].compactMap { $0 } + session.undoStack.compactMap { $0 }
-            + Array(session.snapshots.values)
+        let states = [session.loaded, session.current].compactMap { $0 } + session.models.undoStack.compactMap { $0 }
+            + Array(session.models.snapshots.values)
         var seen = Set<FileChecksum>()
         for state in states {
             if let checksum = state.checksum { seen.insert(FileChecksum(name: state.origin, sha256: checksum)) }

@@ -1,3 +1,4 @@
+import CShims
 import Foundation
 import QuantOps
 
@@ -36,7 +37,7 @@ extension Session {
         defer { progress.finish() }
         let folder = try Fetcher.locateCIFAR(layout, in: dataDirectories, allowDownload: settings.allowDownload) { done, total in
             progress.update(done: Int(done), total: Int(total ?? 0))
-        }
+        } shouldStop: { qsh_interrupt_requested() != 0 }
         return try CIFARBinary<Layout>.load(named: name, from: folder)
     }
 }

@@ -120,10 +120,12 @@ public final class Session {
     /// Named results such as `top1`, for `expect` and `print`.
     public var values: [String: Double] = [:]
 
-    public var current: ModelState?
-    public var loaded: ModelState?
-    public var undoStack: [ModelState?] = []
-    public var snapshots: [String: ModelState] = [:]
+    /// The model and its history; changed only through `ModelHistory`'s methods.
+    public private(set) var models = ModelHistory()
+    /// The model commands work on.
+    public var current: ModelState? { models.current }
+    /// The model as the last `load` read it.
+    public var loaded: ModelState? { models.loaded }
     public var evaluations: [EvaluationRecord] = [] {
         didSet {
             // New records are stamped here so that every command that evaluates records the same context.
@@ -136,8 +138,6 @@ public final class Session {
             }
         }
     }
-    /// The last `analyze` result, for `plot analysis`.
-    public var lastAnalysis: LayerErrorReport?
     /// Seeds of the random draws made so far, by what drew them (e.g. `"calibrate"`), for reports.
     public var seeds: [String: UInt64] = [:]
     /// Data sets read so far, and data sets made in the session, by name.
@@ -169,7 +169,6 @@ public final class Session {
     /// Source texts by file name, so that an error in any of them shows its line.
     public var sources: [String: SourceFile] = [:]
 
-    public static let undoDepth = 64
     /// When the session began, for the timings of reports.
     public let startedAt = Date()
 
@@ -190,12 +189,27 @@ public final class Session {
 
     /// Replaces the model after a command changed it, remembering the previous state for `undo`.
     public func commit(_ model: Model, step: String) {
-        guard var state = current else { return }
-        undoStack.append(state)
-        if undoStack.count > Self.undoDepth { undoStack.removeFirst(undoStack.count - Self.undoDepth) }
-        state.model = model
-        state.steps.append(step)
-        current = state
+        models.commit(model, step: step)
+    }
+
+    /// A freshly loaded model: the current and loaded state, with an empty undo history.
+    public func install(_ state: ModelState) {
+        models.install(state)
+    }
+
+    /// Makes `state` current (`reset`, `restore`); `undo` returns to the state before.
+    public func move(to state: ModelState) {
+        models.move(to: state)
+    }
+
+    /// Steps back over the last `steps` model changes.
+    public func undo(_ steps: Int) throws {
+        try models.undo(steps)
+    }
+
+    /// Remembers the current model under a name, for `restore`.
+    public func takeSnapshot(named name: String) throws -> ModelState {
+        try models.takeSnapshot(named: name)
     }
 
     /// What a sweep item may change and must not pass on to the next item: the model and its
@@ -205,11 +219,7 @@ public final class Session {
         var settings: Settings
         var variables: [String: RuntimeValue]
         var values: [String: Double]
-        var current: ModelState?
-        var loaded: ModelState?
-        var undoStack: [ModelState?]
-        var snapshots: [String: ModelState]
-        var lastAnalysis: LayerErrorReport?
+        var models: ModelHistory
         var datasets: [String: any LabeledImages]
         var imageFolderOptions: [String: ImageFolderOptions]
         var ptq: PTQState
@@ -217,20 +227,15 @@ public final class Session {
     }
 
     func captureItemState() -> ItemState {
-        ItemState(settings: settings, variables: variables, values: values, current: current, loaded: loaded,
-                  undoStack: undoStack, snapshots: snapshots, lastAnalysis: lastAnalysis, datasets: datasets, imageFolderOptions: imageFolderOptions,
-                  ptq: ptq, finetuning: finetuning)
+        ItemState(settings: settings, variables: variables, values: values, models: models,
+                  datasets: datasets, imageFolderOptions: imageFolderOptions, ptq: ptq, finetuning: finetuning)
     }
 
     func restore(_ state: ItemState) {
         settings = state.settings
         variables = state.variables
         values = state.values
-        current = state.current
-        loaded = state.loaded
-        undoStack = state.undoStack
-        snapshots = state.snapshots
-        lastAnalysis = state.lastAnalysis
+        models = state.models
         datasets = state.datasets
         imageFolderOptions = state.imageFolderOptions
         ptq = state.ptq

@@ -13,6 +13,15 @@ public struct LayerError: Sendable, Equatable {
     /// SQNR of the tensor the layer reads; nil for a layer that reads the raw network input.
     public var inputSQNR: Double?
 
+    public init(layer: Int, name: String, outputNode: String, rmse: Double, sqnr: Double, inputSQNR: Double?) {
+        self.layer = layer
+        self.name = name
+        self.outputNode = outputNode
+        self.rmse = rmse
+        self.sqnr = sqnr
+        self.inputSQNR = inputSQNR
+    }
+
     /// The SQNR of the noise the layer adds itself: relative noise powers add along the network,
     /// so the input's share is subtracted from the output's. Infinite when the layer adds none.
     public var ownSQNR: Double {
@@ -29,6 +38,13 @@ public struct LayerErrorAnalysis: Sendable, Equatable {
     public var worst: Int?
     /// Index into `rows` of the lowest own SQNR: the layer that adds the most noise, where accuracy breaks.
     public var mostHarmful: Int?
+
+    public init(rows: [LayerError], images: Int, worst: Int?, mostHarmful: Int?) {
+        self.rows = rows
+        self.images = images
+        self.worst = worst
+        self.mostHarmful = mostHarmful
+    }
 }
 
 /// Layer-wise error analysis (methods.md §4): float and quantized models run on the same images,

@@ -1,4 +1,3 @@
-import CShims
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -22,10 +21,11 @@ public enum Fetcher {
 
     /// Finds `file` in `directories`; if absent and `allowDownload`, downloads it into the first
     /// writable directory. `progress` receives bytes so far and the total when known, on the
-    /// calling thread; without one, a bar is drawn on stderr when it is a terminal.
+    /// calling thread; without one, a bar is drawn on stderr when it is a terminal. A download
+    /// polls `shouldStop` (e.g. the caller's Ctrl-C flag) and is abandoned when it returns true.
     public static func locate(
         _ file: RemoteFile, in directories: [URL], allowDownload: Bool,
-        progress: ((Int64, Int64?) -> Void)? = nil
+        progress: ((Int64, Int64?) -> Void)? = nil, shouldStop: @escaping () -> Bool = { false }
     ) throws -> URL {
         if let found = find(file, in: directories) { return found }
         let searched = directories.map(\.path)
@@ -40,7 +40,8 @@ public enum Fetcher {
         }
         let destination = directory.appendingPathComponent(file.fileName)
         do {
-            try download(url, to: destination, verifying: file, progress: progress ?? TerminalProgress.bar(for: file.fileName))
+            try download(url, to: destination, verifying: file, progress: progress ?? TerminalProgress.bar(for: file.fileName),
+                         shouldStop: shouldStop)
         } catch let error as DownloadFailure {
             throw ResourceError.notFound(
                 fileName: file.fileName, searched: searched, url: url,
@@ -52,9 +53,10 @@ public enum Fetcher {
     /// The folder holding the CIFAR-10 binary batches (`test_batch.bin` and friends); see `locateCIFAR`.
     public static func locateCIFAR10(
         in directories: [URL], allowDownload: Bool, archive: RemoteFile = KnownFiles.cifar10Archive,
-        progress: ((Int64, Int64?) -> Void)? = nil
+        progress: ((Int64, Int64?) -> Void)? = nil, shouldStop: @escaping () -> Bool = { false }
     ) throws -> URL {
-        try locateCIFAR(CIFAR10Layout.self, in: directories, allowDownload: allowDownload, archive: archive, progress: progress)
+        try locateCIFAR(CIFAR10Layout.self, in: directories, allowDownload: allowDownload, archive: archive, progress: progress,
+                        shouldStop: shouldStop)
     }
 
     /// The folder holding a CIFAR layout's binary files (`cifar-10-batches-bin`,
@@ -63,7 +65,7 @@ public enum Fetcher {
     /// directory.
     public static func locateCIFAR<Layout: CIFARLayout>(
         _ layout: Layout.Type, in directories: [URL], allowDownload: Bool, archive: RemoteFile = Layout.archive,
-        progress: ((Int64, Int64?) -> Void)? = nil
+        progress: ((Int64, Int64?) -> Void)? = nil, shouldStop: @escaping () -> Bool = { false }
     ) throws -> URL {
         let marker = Layout.testFiles[0]
         let folderName = Layout.folderName
@@ -80,7 +82,7 @@ public enum Fetcher {
                 suggestedDirectory: suggestedDirectory(directories)?.path,
                 reason: allowDownload ? nil : "downloads are off; unpack \(archive.fileName) into one of these")
         }
-        let tarball = try locate(archive, in: directories, allowDownload: true, progress: progress)
+        let tarball = try locate(archive, in: directories, allowDownload: true, progress: progress, shouldStop: shouldStop)
         let directory = tarball.deletingLastPathComponent()
         try ArchiveExtractor.extractTarGz(tarball, folder: folderName, into: directory)
         let folder = directory.appendingPathComponent(folderName)
@@ -117,7 +119,8 @@ public enum Fetcher {
 
     /// Streams `url` to a temporary file beside `destination`, checks the digest, then renames.
     static func download(
-        _ url: URL, to destination: URL, verifying file: RemoteFile, progress: ((Int64, Int64?) -> Void)?
+        _ url: URL, to destination: URL, verifying file: RemoteFile, progress: ((Int64, Int64?) -> Void)?,
+        shouldStop: () -> Bool
     ) throws {
         try? FileManager.default.createDirectory(
             at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -137,6 +140,8 @@ public enum Fetcher {
         configuration.timeoutIntervalForResource = totalTimeout
         let session = URLSession(configuration: configuration, delegate: receiver, delegateQueue: nil)
         defer { session.invalidateAndCancel() }
+        // A stop requested before the download starts (or while the file was being looked for) counts.
+        if shouldStop() { throw ResourceError.interrupted(fileName: file.fileName) }
         let task = session.dataTask(with: url)
         task.resume()
 
@@ -149,7 +154,7 @@ public enum Fetcher {
                 progress(now.received, now.expected)
                 lastReport = (now.received, now.expected)
             }
-            if !interrupted, qsh_interrupt_requested() != 0 {
+            if !interrupted, shouldStop() {
                 interrupted = true
                 task.cancel()
             }
