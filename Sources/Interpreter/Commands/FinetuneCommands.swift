@@ -38,7 +38,8 @@ enum FinetuneCommands {
             OptionParameter("weight_decay", .number(0...1), default: .number(0), help: "L2 penalty on the master weights"),
             OptionParameter("batch", .integer(1...100_000), default: .integer(64), help: "images per step"),
             OptionParameter("seed", .integer(0...Int.max), default: .integer(0), help: "seed of the batch order"),
-            OptionParameter("loss", .choice(FinetuneLoss.allCases.map(\.rawValue)), default: .word("kl"), help: "kl (AIT), or kl+ce: KL + cross-entropy on the data's labels"),
+            OptionParameter("loss", .choice(FinetuneLoss.allCases.map(\.rawValue)), default: .word("kl"), help: "kl (AIT), kl+ce: KL + cross-entropy on the data's labels, or gdfq: (1 - delta) CE + delta KL"),
+            OptionParameter("delta", .number(0...1), default: .number(0.5), help: "with loss=gdfq: the weight of KL"),
             OptionParameter("inundation", .boolean, default: .boolean(true), help: "gradient inundation on or off"),
             OptionParameter("rho", .number(0...1), default: .number(1e-3), help: "fraction of each layer's integer weights to change per step"),
             OptionParameter("warmup", .integer(0...1_000_000), default: .integer(1), help: "epochs during which kappa is capped at 128"),
@@ -67,7 +68,8 @@ enum FinetuneCommands {
             batchSize: invocation.int("batch") ?? 64, seed: UInt64(invocation.int("seed") ?? 0),
             loss: FinetuneLoss(rawValue: invocation.string("loss") ?? "kl") ?? .kl, inundation: invocation.bool("inundation") ?? true,
             rho: invocation.double("rho") ?? 1e-3, warmUpEpochs: invocation.int("warmup") ?? 1,
-            rhoDecay: invocation.double("rho_decay") ?? 0.1, rhoDecayEvery: invocation.int("rho_every") ?? 100)
+            rhoDecay: invocation.double("rho_decay") ?? 0.1, rhoDecayEvery: invocation.int("rho_every") ?? 100,
+            delta: invocation.double("delta") ?? 0.5)
         var previous: FinetuneRecord? = nil
         if invocation.bool("resume") == true {
             guard let record = session.finetuning else {
@@ -144,7 +146,9 @@ enum FinetuneCommands {
             summary += String(format: "; held-out KL %.4f -> %.4f", start, kept)
         }
         summary += "; \(quantizedLayers) quantized layer\(quantizedLayers == 1 ? "" : "s") re-quantized on their grids"
-            + (previous == nil ? " (\(trainer.layersFromTeacher) with float masters from the teacher)" : " (masters carried over)")
+            + (previous == nil ? " (\(trainer.layersFromTeacher) with float masters from the teacher"
+                + (trainer.layersPlacedFromTeacher > 0 ? ", \(trainer.layersPlacedFromTeacher) placed in their bins by the teacher's weights)" : ")")
+                : " (masters carried over)")
         if outcome.interrupted { summary += " (interrupted)" }
         session.output.line(summary)
     }
