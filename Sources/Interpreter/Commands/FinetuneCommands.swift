@@ -32,6 +32,7 @@ enum FinetuneCommands {
             """,
         options: [
             OptionParameter("data", .text, default: .word(DistillCommands.distilledName), help: "training images (synthetic, e.g. from 'distill')"),
+            OptionParameter("samples", .integer(1...10_000_000), help: "train on this many images of the data, drawn by the seeded shuffle (default: all)"),
             OptionParameter("epochs", .integer(0...1_000_000), default: .integer(1), help: "passes over the data"),
             OptionParameter("lr", .number(0...10), default: .number(1e-4), help: "learning rate"),
             OptionParameter("momentum", .number(0...0.999), default: .number(0.9), help: "Nesterov momentum"),
@@ -85,7 +86,13 @@ enum FinetuneCommands {
             throw CommandError("there are no distilled images to fine-tune on",
                                hint: "run 'distill' on the float model first, or name a data set with data=NAME")
         }
-        let data = try session.dataset(named: dataName)
+        var data = try session.dataset(named: dataName)
+        if let samples = invocation.int("samples") {
+            guard samples <= data.count else {
+                throw CommandError("samples=\(samples) but '\(dataName)' has \(data.count) images", hint: "use samples=\(data.count) or fewer")
+            }
+            data = SampledImages(data, indices: try data.sampleIndices(samples))
+        }
         let validationName = invocation.string("validate")
         let validationData = try validationName.map { try session.dataset(named: $0) }
         let evaluationData = try invocation.string("eval").map { try session.dataset(named: $0) }
