@@ -172,4 +172,51 @@ final class DataFreeLossTests: XCTestCase {
         XCTAssertEqual(QuantizationAwareTraining.placeInBins(teacher: [-0.5, 0.1, 0.2, 0.9], codes: [-1, 0, 0, 1], grid: grid),
                        [-1, -0.45, 0.45, 1])
     }
+
+    func testFinetuningAugmentationShiftsWithZerosMirrorsAndIsSeeded() throws {
+        var generator = SeededGenerator(seed: 1)
+        let plane: [Float] = [1, 2, 3,
+                              4, 5, 6,
+                              7, 8, 9]
+        let image = Tensor(shape: [1, 1, 3, 3], data: plane)
+        XCTAssertEqual(QuantizationAwareTraining.augment(image, jitter: 0, flips: false, using: &generator).data, plane)
+        // Every augmented image is the original shifted by at most one pixel, vacated pixels zero,
+        // possibly mirrored: each of its non-zero pixels keeps a neighbour relation of the original.
+        var seen = Set<[Float]>()
+        for _ in 0 ..< 64 {
+            let out = QuantizationAwareTraining.augment(image, jitter: 1, flips: true, using: &generator).data
+            seen.insert(out)
+            let kept = out.filter { $0 != 0 }
+            XCTAssertGreaterThanOrEqual(kept.count, 4, "a one-pixel shift keeps at least a 2x2 block")
+            XCTAssertEqual(Set(kept).count, kept.count, "no pixel is duplicated")
+        }
+        XCTAssertGreaterThan(seen.count, 9, "shifts and mirrors vary from image to image")
+        var a = SeededGenerator(seed: 7), b = SeededGenerator(seed: 7)
+        let batch = Tensor(shape: [2, 1, 3, 3], data: plane + plane)
+        XCTAssertEqual(QuantizationAwareTraining.augment(batch, jitter: 2, flips: true, using: &a),
+                       QuantizationAwareTraining.augment(batch, jitter: 2, flips: true, using: &b))
+        // A shift of (0, +1) moves the picture right and zeroes the first column.
+        var shifts: [[Float]] = []
+        for seed in 0 ..< 200 {
+            var g = SeededGenerator(seed: UInt64(seed))
+            shifts.append(QuantizationAwareTraining.augment(image, jitter: 1, flips: false, using: &g).data)
+        }
+        XCTAssertTrue(shifts.contains([0, 1, 2, 0, 4, 5, 0, 7, 8]))
+        XCTAssertTrue(shifts.contains([5, 6, 0, 8, 9, 0, 0, 0, 0]))
+    }
+
+    func testAugmentedFinetuningTrainsAndRepeats() throws {
+        var random = SplitMix(state: 16)
+        let float = GradientTests.smallResidualNetwork(&random)
+        var student = float
+        _ = try ModelTransforms.quantize(&student, layers: [2, 3], with: .ternary)
+        let trainer = try QuantizationAwareTraining(student: student, teacher: float)
+        let data = try FinetuneTests.syntheticData(count: 16, seed: 4)
+        let options = FinetuneOptions(epochs: 2, learningRate: 1e-2, batchSize: 8, inundation: false, jitter: 4, flips: true)
+        let first = try trainer.run(on: data, options: options)
+        XCTAssertEqual(try trainer.run(on: data, options: options).model, first.model)
+        XCTAssertNotEqual(try trainer.run(on: data, options: FinetuneOptions(epochs: 2, learningRate: 1e-2, batchSize: 8, inundation: false)).latest.master,
+                          first.latest.master, "augmentation changes what is trained on")
+        XCTAssertThrowsError(try trainer.run(on: data, options: FinetuneOptions(epochs: 1, jitter: 32)))
+    }
 }

@@ -31,10 +31,19 @@ public struct FinetuneOptions: Sendable, Equatable {
     public var rhoDecayEvery: Int
     /// The weight of KL in `loss=gdfq`, (1 - delta) CE + delta KL.
     public var delta: Double
+    /// Augmentation of every training batch: a random shift of up to `jitter` pixels in each
+    /// direction (the vacated pixels zero, the normalized mean, as a padded random crop) and,
+    /// with `flips`, a random left-right mirror per image. The teacher's targets are then computed
+    /// on the augmented batch, so each epoch trains on new views of the same images.
+    public var jitter: Int
+    public var flips: Bool
+
+    var augments: Bool { jitter > 0 || flips }
 
     public init(epochs: Int = 1, learningRate: Float = 1e-4, momentum: Float = 0.9, weightDecay: Float = 0,
                 batchSize: Int = 64, seed: UInt64 = 0, loss: FinetuneLoss = .kl, inundation: Bool = true,
-                rho: Double = 1e-3, warmUpEpochs: Int = 1, rhoDecay: Double = 0.1, rhoDecayEvery: Int = 100, delta: Double = 0.5) {
+                rho: Double = 1e-3, warmUpEpochs: Int = 1, rhoDecay: Double = 0.1, rhoDecayEvery: Int = 100, delta: Double = 0.5,
+                jitter: Int = 0, flips: Bool = false) {
         self.epochs = epochs
         self.learningRate = learningRate
         self.momentum = momentum
@@ -48,6 +57,8 @@ public struct FinetuneOptions: Sendable, Equatable {
         self.rhoDecay = rhoDecay
         self.rhoDecayEvery = rhoDecayEvery
         self.delta = delta
+        self.jitter = jitter
+        self.flips = flips
     }
 
     /// rho during epoch `epoch` (0-based): exponential step decay, as a learning-rate schedule.
@@ -386,9 +397,15 @@ public struct QuantizationAwareTraining: Sendable {
                     interrupted = true
                     break training
                 }
-                let input = try data.batch(batch, normalization: student.normalization)
+                var input = try data.batch(batch, normalization: student.normalization)
+                let teacherRows: [Double]
+                if options.augments {
+                    input = Self.augment(input, jitter: options.jitter, flips: options.flips, using: &generator)
+                    teacherRows = try TeacherLoss.logSoftmax(ForwardPass.logits(teacher, input: input))
+                } else {
+                    teacherRows = batch.flatMap { teacherLog[$0 * classes ..< ($0 + 1) * classes] }
+                }
                 let tape = try GradientTape(model: model(master: state.master), input: input)
-                let teacherRows = batch.flatMap { teacherLog[$0 * classes ..< ($0 + 1) * classes] }
                 let kl = TeacherLoss.klDivergence(teacherLogProbabilities: teacherRows, studentLogits: tape.output)
                 var loss = kl.value
                 var seed = kl.gradient
@@ -461,6 +478,33 @@ public struct QuantizationAwareTraining: Sendable {
                                seconds: (clock.now - start).seconds)
     }
 
+    /// Each image of `batch` (N, C, H, W) shifted by its own random (dy, dx) in
+    /// [-jitter, jitter], the vacated pixels zero, and mirrored left-right with probability 1/2
+    /// when `flips`.
+    public static func augment(_ batch: Tensor, jitter: Int, flips: Bool, using generator: inout SeededGenerator) -> Tensor {
+        let height = batch.shape[2], width = batch.shape[3], plane = height * width
+        let perImage = batch.count / max(batch.shape[0], 1)
+        var result = [Float](repeating: 0, count: batch.count)
+        for image in 0 ..< batch.shape[0] {
+            func offset() -> Int { jitter > 0 ? Int(generator.next() % UInt64(2 * jitter + 1)) - jitter : 0 }
+            let dy = offset(), dx = offset()
+            let mirrored = flips && generator.next() & 1 == 1
+            for base in stride(from: image * perImage, to: (image + 1) * perImage, by: plane) {
+                for y in 0 ..< height {
+                    let sy = y - dy
+                    guard sy >= 0, sy < height else { continue }
+                    for x in 0 ..< width {
+                        var sx = x - dx
+                        guard sx >= 0, sx < width else { continue }
+                        if mirrored { sx = width - 1 - sx }
+                        result[base + y * width + x] = batch.data[base + sy * width + sx]
+                    }
+                }
+            }
+        }
+        return Tensor(shape: batch.shape, data: result)
+    }
+
     static func validate(_ options: FinetuneOptions, data: any LabeledImages) throws {
         guard data.count > 0 else {
             throw FinetuneError(problem: "data set \(data.name) is empty", remedy: "distill images first, e.g. 'distill samples=256'")
@@ -470,6 +514,10 @@ public struct QuantizationAwareTraining: Sendable {
         }
         guard options.learningRate >= 0, options.learningRate.isFinite, options.momentum >= 0, options.momentum < 1 else {
             throw FinetuneError(problem: "lr=\(options.learningRate), momentum=\(options.momentum)", remedy: "use lr >= 0 and 0 <= momentum < 1")
+        }
+        guard options.jitter >= 0, options.jitter < min(data.imageShape.height, data.imageShape.width) else {
+            throw FinetuneError(problem: "jitter \(options.jitter) for \(data.imageShape.height)x\(data.imageShape.width) images",
+                                remedy: "use a shift between 0 and the image side minus 1, e.g. 4 for CIFAR")
         }
         guard options.delta >= 0, options.delta <= 1 else {
             throw FinetuneError(problem: "delta=\(options.delta)", remedy: "use 0 <= delta <= 1: the weight of KL in (1 - delta) CE + delta KL")
