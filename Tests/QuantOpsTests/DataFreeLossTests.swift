@@ -219,4 +219,25 @@ final class DataFreeLossTests: XCTestCase {
                           first.latest.master, "augmentation changes what is trained on")
         XCTAssertThrowsError(try trainer.run(on: data, options: FinetuneOptions(epochs: 1, jitter: 32)))
     }
+
+    func testBatchStatisticsTrainingReestimatesTheRunningStatisticsOfTheKeptState() throws {
+        var random = SplitMix(state: 17)
+        let float = GradientTests.smallResidualNetwork(&random)
+        var student = float
+        _ = try ModelTransforms.quantize(&student, layers: [2, 3], with: .ternary)
+        let trainer = try QuantizationAwareTraining(student: student, teacher: float)
+        let data = try FinetuneTests.syntheticData(count: 16, seed: 5)
+        // Without a step, the kept model is the student with its statistics re-estimated on the data.
+        let still = try trainer.run(on: data, options: FinetuneOptions(epochs: 1, learningRate: 0, batchSize: 8, inundation: false,
+                                                                      batchStatistics: true))
+        var expected = trainer.model(master: trainer.initialCheckpoint().master)
+        _ = try BatchNormRecalibration.run(&expected, images: try data.batch(Array(0 ..< 16), normalization: student.normalization),
+                                           batchSize: 256, shouldStop: { false })
+        XCTAssertEqual(still.model, expected)
+        XCTAssertNotEqual(still.model, trainer.model(master: trainer.initialCheckpoint().master), "the statistics moved")
+        // Training on batch statistics lowers the KL of the re-estimated student.
+        let trained = try trainer.run(on: data, options: FinetuneOptions(epochs: 3, learningRate: 1e-2, batchSize: 8, inundation: false,
+                                                                        batchStatistics: true))
+        XCTAssertLessThan(trained.kept.kl, trained.initialKL)
+    }
 }

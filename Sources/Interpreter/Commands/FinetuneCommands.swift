@@ -43,6 +43,7 @@ enum FinetuneCommands {
             OptionParameter("delta", .number(0...1), default: .number(0.5), help: "with loss=gdfq: the weight of KL"),
             OptionParameter("jitter", .integer(0...64), default: .integer(0), help: "augment each batch: shift every image by up to this many pixels (vacated pixels zero); the teacher sees the same views"),
             OptionParameter("flip", .boolean, default: .boolean(false), help: "augment each batch: mirror images left-right at random"),
+            OptionParameter("bn", .choice(["running", "batch"]), default: .word("running"), help: "running: batch norms keep their running statistics; batch: train on batch statistics and re-estimate the running ones on the training images at every measured state"),
             OptionParameter("inundation", .boolean, default: .boolean(true), help: "gradient inundation on or off"),
             OptionParameter("rho", .number(0...1), default: .number(1e-3), help: "fraction of each layer's integer weights to change per step"),
             OptionParameter("warmup", .integer(0...1_000_000), default: .integer(1), help: "epochs during which kappa is capped at 128"),
@@ -72,7 +73,8 @@ enum FinetuneCommands {
             loss: FinetuneLoss(rawValue: invocation.string("loss") ?? "kl") ?? .kl, inundation: invocation.bool("inundation") ?? true,
             rho: invocation.double("rho") ?? 1e-3, warmUpEpochs: invocation.int("warmup") ?? 1,
             rhoDecay: invocation.double("rho_decay") ?? 0.1, rhoDecayEvery: invocation.int("rho_every") ?? 100,
-            delta: invocation.double("delta") ?? 0.5, jitter: invocation.int("jitter") ?? 0, flips: invocation.bool("flip") ?? false)
+            delta: invocation.double("delta") ?? 0.5, jitter: invocation.int("jitter") ?? 0, flips: invocation.bool("flip") ?? false,
+            batchStatistics: invocation.string("bn") == "batch")
         var previous: FinetuneRecord? = nil
         if invocation.bool("resume") == true {
             guard let record = session.finetuning else {

@@ -37,13 +37,18 @@ public struct FinetuneOptions: Sendable, Equatable {
     /// on the augmented batch, so each epoch trains on new views of the same images.
     public var jitter: Int
     public var flips: Bool
+    /// Batch norms normalize each training batch by its own statistics (as in training mode), and
+    /// every measured state (the start, each epoch's end, the kept one) has its running
+    /// statistics re-estimated on all the training images first, so that the deployed
+    /// normalization follows the weights as they move. Off: the running statistics stay fixed.
+    public var batchStatistics: Bool
 
     var augments: Bool { jitter > 0 || flips }
 
     public init(epochs: Int = 1, learningRate: Float = 1e-4, momentum: Float = 0.9, weightDecay: Float = 0,
                 batchSize: Int = 64, seed: UInt64 = 0, loss: FinetuneLoss = .kl, inundation: Bool = true,
                 rho: Double = 1e-3, warmUpEpochs: Int = 1, rhoDecay: Double = 0.1, rhoDecayEvery: Int = 100, delta: Double = 0.5,
-                jitter: Int = 0, flips: Bool = false) {
+                jitter: Int = 0, flips: Bool = false, batchStatistics: Bool = false) {
         self.epochs = epochs
         self.learningRate = learningRate
         self.momentum = momentum
@@ -59,6 +64,7 @@ public struct FinetuneOptions: Sendable, Equatable {
         self.delta = delta
         self.jitter = jitter
         self.flips = flips
+        self.batchStatistics = batchStatistics
     }
 
     /// rho during epoch `epoch` (0-based): exponential step decay, as a learning-rate schedule.
@@ -361,7 +367,18 @@ public struct QuantizationAwareTraining: Sendable {
             guard let validation, let validationLog else { return nil }
             return try divergence(of: model, on: validation, teacher: validationLog)
         }
-        let startModel = model(master: state.master)
+        // With batch statistics, a state's running statistics are re-estimated on the training
+        // images before it is measured or kept: they are a function of the masters and the data.
+        let recalibrationImages = options.batchStatistics
+            ? try data.batch(Array(0 ..< data.count), normalization: student.normalization) : nil
+        func deployed(_ master: [[Float]]) throws -> Model {
+            var built = model(master: master)
+            if let recalibrationImages {
+                _ = try BatchNormRecalibration.run(&built, images: recalibrationImages, batchSize: 256, shouldStop: { false })
+            }
+            return built
+        }
+        let startModel = try deployed(state.master)
         let initial = try divergence(of: startModel, on: data, teacher: teacherLog)
         let initialValidation = try validate(startModel)
         state.kl = initial.kl
@@ -405,7 +422,8 @@ public struct QuantizationAwareTraining: Sendable {
                 } else {
                     teacherRows = batch.flatMap { teacherLog[$0 * classes ..< ($0 + 1) * classes] }
                 }
-                let tape = try GradientTape(model: model(master: state.master), input: input)
+                let tape = try GradientTape(model: model(master: state.master), input: input,
+                                            batchNormMode: options.batchStatistics ? .batchStatistics : .inference)
                 let kl = TeacherLoss.klDivergence(teacherLogProbabilities: teacherRows, studentLogits: tape.output)
                 var loss = kl.value
                 var seed = kl.gradient
@@ -460,7 +478,7 @@ public struct QuantizationAwareTraining: Sendable {
             let seconds = (clock.now - epochStart).seconds
             for index in layers.indices { layers[index].meanKappa /= Double(max(steps, 1)) }
             state.epochsCompleted += 1
-            let trained = model(master: state.master)
+            let trained = try deployed(state.master)
             let measured = try divergence(of: trained, on: data, teacher: teacherLog)
             let heldOut = try validate(trained)
             state.kl = measured.kl
@@ -473,7 +491,7 @@ public struct QuantizationAwareTraining: Sendable {
             epochs.append(report)
             try epochEnded(report, trained)
         }
-        return FinetuneOutcome(model: model(master: kept.master), kept: kept, latest: state, initialKL: initial.kl,
+        return FinetuneOutcome(model: try deployed(kept.master), kept: kept, latest: state, initialKL: initial.kl,
                                initialAgreement: initial.agreement, initialValidation: initialValidation, epochs: epochs, interrupted: interrupted,
                                seconds: (clock.now - start).seconds)
     }
