@@ -3,8 +3,8 @@
 # teacher on them. docs/reproduction.md ("Fine-tuning MP2/6 against the float teacher") and
 # docs/ait.md ("Data-free levers: measured") have the tables these rows come from.
 #
-# Run:  qsh --threads 1 examples/datafree-finetune.qs     (about 8 CPU minutes: two distillations
-#       of about 1 minute each, five fine-tuning runs of 24 epochs of 2 steps, eleven evaluations
+# Run:  qsh --threads 1 examples/datafree-finetune.qs     (about 9 CPU minutes: two distillations
+#       of about 1 minute each, six fine-tuning runs of 24 epochs of 2 steps, ten evaluations
 #       of 2,000 test images)
 # Models and data are found through --models/--data, $QSH_MODELS/$QSH_DATA or the user cache.
 # No real training image is used; the test set is read only to measure, on its first 2,000 images.
@@ -26,6 +26,11 @@ expect top1 == 77.75 +- 2        # G1: BN re-estimation only
 finetune ait data=distilled validate=heldout epochs=24 lr=1e-3 momentum=0.9 batch=64 seed=0 loss=kl inundation=false
 eval cifar10 limit=2000
 expect top1 == 80.20 +- 2        # G2: + KL fine-tuning, lr 1e-3
+
+restore mp26bn
+finetune ait data=distilled validate=heldout epochs=24 lr=1e-3 momentum=0.9 batch=64 seed=0 loss=kl inundation=false bn=batch jitter=4 flip=true
+eval cifar10 limit=2000
+expect top1 == 81.70 +- 2        # G6: + batch statistics and augmented batches
 
 # --- W4A4 (4-bit weights per channel and activations, every layer), the AIT setting ---
 load resnet20
