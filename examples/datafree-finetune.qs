@@ -4,7 +4,7 @@
 # docs/ait.md ("Data-free levers: measured") have the tables these rows come from.
 #
 # Run:  qsh --threads 1 examples/datafree-finetune.qs     (about 9 CPU minutes: two distillations
-#       of about 1 minute each, six fine-tuning runs of 24 epochs of 2 steps, ten evaluations
+#       of about 1 minute each, six fine-tuning runs of 24 epochs of 2 steps, nine evaluations
 #       of 2,000 test images)
 # Models and data are found through --models/--data, $QSH_MODELS/$QSH_DATA or the user cache.
 # No real training image is used; the test set is read only to measure, on its first 2,000 images.
