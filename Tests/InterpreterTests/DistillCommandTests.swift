@@ -45,6 +45,19 @@ final class DistillCommandTests: XCTestCase {
         XCTAssertEqual(harness.session.current?.origin, "resnet20")
     }
 
+    func testLabelsPriorsAndAugmentationsAreOptionsWithCheckedValues() throws {
+        let harness = try harness()
+        XCTAssertEqual(harness.run("load resnet20\ndistill samples=4 steps=2 batch=4 seed=3 ce=0.5 tv=0.1 l2=0.01 jitter=2 flip=true"),
+                       .success, harness.errors.text)
+        XCTAssertTrue(harness.output.text.contains("distilled 4 images of 3x32x32 as 'distilled' in "), harness.output.text)
+        XCTAssertTrue(harness.output.text.contains(": loss "), "the summary names the combined loss: \(harness.output.text)")
+        let tooFar = try self.harness()
+        XCTAssertNotEqual(tooFar.run("load resnet20\ndistill samples=2 steps=1 jitter=32"), .success)
+        XCTAssertTrue(tooFar.errors.text.contains("jitter 32 for 32x32 images"), tooFar.errors.text)
+        let negative = try self.harness()
+        XCTAssertNotEqual(negative.run("load resnet20\ndistill samples=2 steps=1 tv=-1"), .success)
+    }
+
     func testSameSeedGivesTheSameImages() throws {
         let first = try harness(), second = try harness()
         for harness in [first, second] {

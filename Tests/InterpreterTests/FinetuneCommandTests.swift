@@ -66,6 +66,22 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertTrue(harness.errors.text.contains("nothing"), harness.errors.text)
     }
 
+    func testGDFQLossAndTernaryMastersThroughTheRecipe() throws {
+        let harness = try harness()
+        XCTAssertEqual(harness.run("""
+            load resnet20
+            distill samples=16 steps=2 batch=16 seed=1
+            mixed dfmpc low=ternary high=6
+            recalibrate bn data=distilled samples=16
+            finetune ait epochs=1 batch=16 lr=1e-3 loss=gdfq delta=0.3 inundation=false
+            """), .success, harness.errors.text)
+        // The ternary layers' masters start inside their bins, not on the grid values.
+        XCTAssertTrue(harness.output.text.contains("placed in their bins by the teacher's weights"), harness.output.text)
+        harness.errors.clear()
+        XCTAssertEqual(harness.run("finetune ait loss=gdfq delta=1.5"), .recipeFailed)
+        XCTAssertTrue(harness.errors.text.contains("delta"), harness.errors.text)
+    }
+
     func testFreshImagesComeFromTheFloatTeacher() throws {
         let harness = try harness()
         XCTAssertEqual(harness.run(Self.quantizedW4A4 + """

@@ -24,7 +24,7 @@ enum DistillCommands {
         ["distill"], group: .quantization,
         summary: "Distill calibration images from the float model's BN statistics (data-free)",
         help: """
-            Starts from Gaussian noise and optimizes the pixels with Adam so that the input of every batch norm has, over each batch, the mean and standard deviation of that batch norm's running statistics (ZeroQ). The loss is the sum over BN layers of the channel mean of (mu_batch - mu)^2 + (sigma_batch - sigma)^2. The result is the data set 'distilled', usable wherever a data set name goes ('recalibrate bn data=distilled'); pixels are stored as bytes, and labels are the classes the model predicts. Run it on the float model, before 'fold bn', or with from=float once the model is quantized (fresh images for 'finetune ait'). Ctrl-C stops early and keeps the best images so far. The same seed gives the same images on the same machine and thread count.
+            Starts from Gaussian noise and optimizes the pixels with Adam so that the input of every batch norm has, over each batch, the mean and standard deviation of that batch norm's running statistics (ZeroQ). The loss is the sum over BN layers of the channel mean of (mu_batch - mu)^2 + (sigma_batch - sigma)^2; ce=W adds W times the cross-entropy of the model's logits toward a target class per image (class-conditional, as GDFQ and Genie), tv= and l2= DeepInversion's total-variation and L2 priors, and jitter=/flip=true shift and mirror each batch at random before every step. The result is the data set 'distilled', usable wherever a data set name goes ('recalibrate bn data=distilled'); pixels are stored as bytes, and labels are the classes the model predicts. Run it on the float model, before 'fold bn', or with from=float once the model is quantized (fresh images for 'finetune ait'). Ctrl-C stops early and keeps the best images so far. The same seed gives the same images on the same machine and thread count.
             """,
         options: [
             OptionParameter("samples", .integer(1...100_000), default: .integer(256), help: "how many images"),
@@ -36,9 +36,14 @@ enum DistillCommands {
             OptionParameter("name", .text, default: .word(distilledName), help: "name of the data set to create"),
             OptionParameter("from", .choice(TeacherSource.self), default: .choice(TeacherSource.current),
                             help: "the model whose statistics to match: the current one, or the float model before quantization"),
+            OptionParameter("ce", .number(0...1000), default: .number(0), help: "weight of the cross-entropy toward a target class per image (image i: class i mod classes); 0: statistics only"),
+            OptionParameter("tv", .number(0...1000), default: .number(0), help: "weight of the total-variation prior (mean squared difference of neighbouring pixels)"),
+            OptionParameter("l2", .number(0...1000), default: .number(0), help: "weight of the L2 prior (mean squared normalized pixel)"),
+            OptionParameter("jitter", .integer(0...64), default: .integer(0), help: "random circular shift of up to this many pixels before each step's forward pass"),
+            OptionParameter("flip", .boolean, default: .boolean(false), help: "random horizontal flip before each step's forward pass"),
         ],
         examples: ["distill", "distill samples=256 steps=200 lr=0.2 batch=64 seed=0", "distill samples=64 steps=50 name=quick",
-                   "distill seed=2 from=float"]
+                   "distill seed=2 from=float", "distill samples=256 ce=0.1 tv=0.05 jitter=2 flip=true"]
     ) { invocation, session in
         let state = try session.requireModel(for: "distill")
         // Fresh images for fine-tuning come from the float teacher, not from the student being trained.
@@ -52,7 +57,11 @@ enum DistillCommands {
                                           batchSize: try invocation.int("batch"),
                                           seed: UInt64(try invocation.int("seed")),
                                           clampToPixelRange: try invocation.bool("clamp"),
-                                          imageShape: model.inputShape)
+                                          imageShape: model.inputShape,
+                                          crossEntropyWeight: Float(try invocation.double("ce")),
+                                          totalVariationWeight: Float(try invocation.double("tv")),
+                                          l2Weight: Float(try invocation.double("l2")),
+                                          jitter: try invocation.int("jitter"), flips: try invocation.bool("flip"))
         let name = try invocation.string("name")
         if Session.standardDataSetNames.contains(name) || ImageFolderName.folder(in: name) != nil {
             throw CommandError("'\(name)' names a real data set", hint: "choose another name with name=NAME")
@@ -76,8 +85,9 @@ enum DistillCommands {
         session.datasets[name] = dataset
         session.values["distill_loss"] = result.finalLoss
         let classes = Set(dataset.labels(of: 0 ..< dataset.count)).count
-        var summary = String(format: "distilled %d images of %@ as '%@' in %.1f s: BN statistics loss %.4f -> %.4f, %d steps, %d of %d classes predicted",
-                             dataset.count, dataset.imageShape.description, name, result.seconds, result.initialLoss, result.finalLoss,
+        let lossName = options.usesPriorsOrLabels ? "loss" : "BN statistics loss"
+        var summary = String(format: "distilled %d images of %@ as '%@' in %.1f s: %@ %.4f -> %.4f, %d steps, %d of %d classes predicted",
+                             dataset.count, dataset.imageShape.description, name, result.seconds, lossName, result.initialLoss, result.finalLoss,
                              result.stepsCompleted, classes, dataset.classCount)
         if result.interrupted { summary += " (interrupted: kept the best images so far)" }
         session.output.line(summary)

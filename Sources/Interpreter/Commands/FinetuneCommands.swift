@@ -20,6 +20,14 @@ public struct FinetuneRecord: Sendable {
 
 /// Zero-shot quantization-aware fine-tuning (AIT, methods.md §5).
 enum FinetuneCommands {
+    /// Which statistics the batch norms use while fine-tuning.
+    enum BatchNormStatistics: String, CaseIterable {
+        /// Their running statistics, fixed.
+        case running
+        /// The batch's; the running ones are re-estimated on the training images at every measured state.
+        case batch
+    }
+
     static var all: [CommandSpec] {
         [finetune, plotUpdates]
     }
@@ -32,13 +40,18 @@ enum FinetuneCommands {
             """,
         options: [
             OptionParameter("data", .text, default: .word(DistillCommands.distilledName), help: "training images (synthetic, e.g. from 'distill')"),
+            OptionParameter("samples", .integer(1...10_000_000), help: "train on this many images of the data, drawn by the seeded shuffle (default: all)"),
             OptionParameter("epochs", .integer(0...1_000_000), default: .integer(1), help: "passes over the data"),
             OptionParameter("lr", .number(0...10), default: .number(1e-4), help: "learning rate"),
             OptionParameter("momentum", .number(0...0.999), default: .number(0.9), help: "Nesterov momentum"),
             OptionParameter("weight_decay", .number(0...1), default: .number(0), help: "L2 penalty on the master weights"),
             OptionParameter("batch", .integer(1...100_000), default: .integer(64), help: "images per step"),
             OptionParameter("seed", .integer(0...Int.max), default: .integer(0), help: "seed of the batch order"),
-            OptionParameter("loss", .choice(FinetuneLoss.self), default: .choice(FinetuneLoss.kl), help: "kl (AIT), or kl+ce: KL + cross-entropy on the data's labels"),
+            OptionParameter("loss", .choice(FinetuneLoss.self), default: .choice(FinetuneLoss.kl), help: "kl (AIT), kl+ce: KL + cross-entropy on the data's labels, or gdfq: (1 - delta) CE + delta KL"),
+            OptionParameter("delta", .number(0...1), default: .number(0.5), help: "with loss=gdfq: the weight of KL"),
+            OptionParameter("jitter", .integer(0...64), default: .integer(0), help: "augment each batch: shift every image by up to this many pixels (vacated pixels zero); the teacher sees the same views"),
+            OptionParameter("flip", .boolean, default: .boolean(false), help: "augment each batch: mirror images left-right at random"),
+            OptionParameter("bn", .choice(BatchNormStatistics.self), default: .choice(BatchNormStatistics.running), help: "running: batch norms keep their running statistics; batch: train on batch statistics and re-estimate the running ones on the training images at every measured state"),
             OptionParameter("inundation", .boolean, default: .boolean(true), help: "gradient inundation on or off"),
             OptionParameter("rho", .number(0...1), default: .number(1e-3), help: "fraction of each layer's integer weights to change per step"),
             OptionParameter("warmup", .integer(0...1_000_000), default: .integer(1), help: "epochs during which kappa is capped at 128"),
@@ -67,7 +80,9 @@ enum FinetuneCommands {
             batchSize: try invocation.int("batch"), seed: UInt64(try invocation.int("seed")),
             loss: try invocation.choice("loss", as: FinetuneLoss.self), inundation: try invocation.bool("inundation"),
             rho: try invocation.double("rho"), warmUpEpochs: try invocation.int("warmup"),
-            rhoDecay: try invocation.double("rho_decay"), rhoDecayEvery: try invocation.int("rho_every"))
+            rhoDecay: try invocation.double("rho_decay"), rhoDecayEvery: try invocation.int("rho_every"),
+            delta: try invocation.double("delta"), jitter: try invocation.int("jitter"), flips: try invocation.bool("flip"),
+            batchStatistics: try invocation.choice("bn", as: BatchNormStatistics.self) == .batch)
         var previous: FinetuneRecord? = nil
         if try invocation.bool("resume") {
             guard let record = session.finetuning else {
@@ -83,7 +98,13 @@ enum FinetuneCommands {
             throw CommandError("there are no distilled images to fine-tune on",
                                hint: "run 'distill' on the float model first, or name a data set with data=NAME")
         }
-        let data = try session.dataset(named: dataName)
+        var data = try session.dataset(named: dataName)
+        if let samples = invocation.optionalInt("samples") {
+            guard samples <= data.count else {
+                throw CommandError("samples=\(samples) but '\(dataName)' has \(data.count) images", hint: "use samples=\(data.count) or fewer")
+            }
+            data = SampledImages(data, indices: try data.sampleIndices(samples))
+        }
         let validationName = invocation.optionalString("validate")
         let validationData = try validationName.map { try session.dataset(named: $0) }
         let evaluationData = try invocation.optionalString("eval").map { try session.dataset(named: $0) }
@@ -144,7 +165,9 @@ enum FinetuneCommands {
             summary += String(format: "; held-out KL %.4f -> %.4f", start, kept)
         }
         summary += "; \(quantizedLayers) quantized layer\(quantizedLayers == 1 ? "" : "s") re-quantized on their grids"
-            + (previous == nil ? " (\(trainer.layersFromTeacher) with float masters from the teacher)" : " (masters carried over)")
+            + (previous == nil ? " (\(trainer.layersFromTeacher) with float masters from the teacher"
+                + (trainer.layersPlacedFromTeacher > 0 ? ", \(trainer.layersPlacedFromTeacher) placed in their bins by the teacher's weights)" : ")")
+                : " (masters carried over)")
         if outcome.interrupted { summary += " (interrupted)" }
         session.output.line(summary)
     }

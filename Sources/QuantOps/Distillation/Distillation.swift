@@ -16,9 +16,25 @@ public struct DistillationOptions: Sendable, Equatable {
     public var clampToPixelRange: Bool
     /// (channels, height, width) of each image; CIFAR's by default.
     public var imageShape: [Int]
+    /// Weight of the cross-entropy of the model's logits against a target class per image
+    /// (class-conditional distillation, as GDFQ and Genie); image i targets class i mod classes.
+    /// 0 keeps ZeroQ's statistics-only loss.
+    public var crossEntropyWeight: Float
+    /// Weight of the total-variation prior (DeepInversion): the mean over neighbouring pixel pairs,
+    /// horizontal and vertical, of their squared difference in normalized space.
+    public var totalVariationWeight: Float
+    /// Weight of the L2 prior: the mean of the squared normalized pixels.
+    public var l2Weight: Float
+    /// Each step shifts every batch by a random offset of up to this many pixels in each
+    /// direction (circularly, as DeepInversion's roll) before the forward pass.
+    public var jitter: Int
+    /// Each step mirrors the batch left to right with probability 1/2 before the forward pass.
+    public var flips: Bool
 
     public init(samples: Int = 256, steps: Int = 200, learningRate: Float = 0.2, batchSize: Int = 64,
-                seed: UInt64 = 0, clampToPixelRange: Bool = true, imageShape: [Int] = Distillation.imageShape) {
+                seed: UInt64 = 0, clampToPixelRange: Bool = true, imageShape: [Int] = Distillation.imageShape,
+                crossEntropyWeight: Float = 0, totalVariationWeight: Float = 0, l2Weight: Float = 0,
+                jitter: Int = 0, flips: Bool = false) {
         self.samples = samples
         self.steps = steps
         self.learningRate = learningRate
@@ -26,14 +42,25 @@ public struct DistillationOptions: Sendable, Equatable {
         self.seed = seed
         self.clampToPixelRange = clampToPixelRange
         self.imageShape = imageShape
+        self.crossEntropyWeight = crossEntropyWeight
+        self.totalVariationWeight = totalVariationWeight
+        self.l2Weight = l2Weight
+        self.jitter = jitter
+        self.flips = flips
     }
+
+    /// Whether the loss needs the model's logits (the whole forward pass).
+    var usesLabels: Bool { crossEntropyWeight > 0 }
+    /// Whether the loss has more than ZeroQ's statistics term.
+    public var usesPriorsOrLabels: Bool { crossEntropyWeight > 0 || totalVariationWeight > 0 || l2Weight > 0 }
 }
 
 /// Reported after every optimization step (one step over every batch).
 public struct DistillationProgress: Sendable {
     public var step: Int
     public var steps: Int
-    /// Mean over batches of the statistics loss before this step's update.
+    /// Mean over batches of the loss (statistics, plus the cross-entropy and priors asked for)
+    /// before this step's update.
     public var loss: Double
     /// Mean over batches of the lowest loss seen so far.
     public var bestLoss: Double
@@ -43,7 +70,7 @@ public struct DistillationProgress: Sendable {
 public struct DistillationResult: Sendable {
     /// Normalized images (N, C, H, W): for each batch, the images with the lowest loss seen.
     public var images: Tensor
-    /// The statistics loss of the Gaussian start and of the kept images, each a mean over batches.
+    /// The loss of the Gaussian start and of the kept images, each a mean over batches.
     public var initialLoss: Double
     public var finalLoss: Double
     /// Steps completed (fewer than asked when interrupted).
@@ -68,6 +95,11 @@ public struct DistillationError: Error, CustomStringConvertible, Equatable {
 /// `sigma = sqrt(var + eps)` and the batch variance biased (as in PyTorch's normalization).
 /// Averaging over channels follows ZeroQ, and keeps layers of different widths on one scale.
 /// Pixels are updated by Adam; the model runs in inference mode and is not changed.
+///
+/// Options add, each with its weight: the cross-entropy of the logits against a target class per
+/// image (class-conditional: GDFQ, Genie), and DeepInversion's image priors (total variation,
+/// L2) and augmentations (random circular shifts and horizontal flips before each forward pass,
+/// whose gradients are mapped back to the stored images).
 public enum Distillation {
     /// A batch norm whose input statistics the loss matches.
     struct Target {
@@ -96,9 +128,19 @@ public enum Distillation {
         guard options.imageShape.count == 3, options.imageShape.allSatisfy({ $0 >= 1 }) else {
             throw DistillationError(problem: "image shape \(options.imageShape)", remedy: "give (channels, height, width)")
         }
+        for (name, weight) in [("ce", options.crossEntropyWeight), ("tv", options.totalVariationWeight), ("l2", options.l2Weight)] {
+            guard weight >= 0, weight.isFinite else {
+                throw DistillationError(problem: "\(name) weight \(weight)", remedy: "use a weight >= 0 (0 turns the term off)")
+            }
+        }
+        guard options.jitter >= 0, options.jitter < min(options.imageShape[1], options.imageShape[2]) else {
+            throw DistillationError(problem: "jitter \(options.jitter) for \(options.imageShape[1])x\(options.imageShape[2]) images",
+                                    remedy: "use a shift between 0 and the image side minus 1")
+        }
         let imageShape = options.imageShape
         let targets = try batchNormTargets(model)
-        let lastNode = targets.map(\.source).max() ?? 0
+        let lastNode = options.usesLabels ? model.nodes.count - 1 : targets.map(\.source).max() ?? 0
+        var augmentation = SeededGenerator(seed: options.seed ^ 0x5DEE_CE66_D1CE_B00C)
         let imageSize = imageShape.reduce(1, *)
         let (lower, upper) = pixelBounds(model.normalization)
 
@@ -131,19 +173,43 @@ public enum Distillation {
             let isFinalCheck = step == options.steps
             var losses = [Double](repeating: 0, count: ranges.count)
             for (batchIndex, range) in ranges.enumerated() {
-                let batch = Tensor(shape: [range.count] + imageShape,
-                                   data: Array(images[range.lowerBound * imageSize ..< range.upperBound * imageSize]))
+                let pixels = Array(images[range.lowerBound * imageSize ..< range.upperBound * imageSize])
+                // The final check scores the stored images as they are, without augmentation.
+                let shift = isFinalCheck ? ImageShift.identity : ImageShift.random(jitter: options.jitter, flips: options.flips, using: &augmentation)
+                let batch = Tensor(shape: [range.count] + imageShape, data: shift.apply(pixels, shape: imageShape))
                 let tape = try GradientTape(model: model, input: batch, through: lastNode)
-                let (loss, seeds) = statisticsLoss(tape, targets: targets, wantGradient: !isFinalCheck)
+                var (loss, seeds) = statisticsLoss(tape, targets: targets, wantGradient: !isFinalCheck)
+                if options.usesLabels {
+                    let classes = tape.output.count / max(range.count, 1)
+                    let labels = range.map { $0 % max(classes, 1) }
+                    let ce = crossEntropy(logits: tape.output, labels: labels)
+                    loss += Double(options.crossEntropyWeight) * ce.value
+                    if !isFinalCheck {
+                        var seed = seeds[lastNode]?.data ?? [Float](repeating: 0, count: tape.output.count)
+                        for i in seed.indices { seed[i] += options.crossEntropyWeight * ce.gradient[i] }
+                        seeds[lastNode] = Tensor(shape: tape.output.shape, data: seed)
+                    }
+                }
+                var priorGradient: [Float]? = nil
+                if options.totalVariationWeight > 0 || options.l2Weight > 0 {
+                    let tv = totalVariation(pixels, shape: [range.count] + imageShape)
+                    let l2 = meanSquare(pixels)
+                    loss += Double(options.totalVariationWeight) * tv.value + Double(options.l2Weight) * l2.value
+                    priorGradient = zip(tv.gradient, l2.gradient).map { options.totalVariationWeight * $0 + options.l2Weight * $1 }
+                }
                 losses[batchIndex] = loss
                 if step == 0 { initialLoss[batchIndex] = loss }
                 if loss < bestLoss[batchIndex] {
                     bestLoss[batchIndex] = loss
-                    best.replaceSubrange(range.lowerBound * imageSize ..< range.upperBound * imageSize, with: batch.data)
+                    best.replaceSubrange(range.lowerBound * imageSize ..< range.upperBound * imageSize, with: pixels)
                 }
                 if isFinalCheck { continue }
-                guard let gradient = try tape.backward(seeds: seeds, parameters: false).input else {
+                guard let shifted = try tape.backward(seeds: seeds, parameters: false).input else {
                     throw DistillationError(problem: "the model's loss does not depend on its input", remedy: "check the model graph")
+                }
+                var gradient = Tensor(shape: shifted.shape, data: shift.pullBack(shifted.data, shape: imageShape))
+                if let priorGradient {
+                    for i in gradient.data.indices { gradient.data[i] += priorGradient[i] }
                 }
                 let t = Float(step + 1)
                 let correction1 = 1 - pow(beta1, t), correction2 = 1 - pow(beta2, t)
@@ -248,6 +314,67 @@ public enum Distillation {
         return (loss, seeds)
     }
 
+    /// Mean cross-entropy of logits (N, classes) against `labels`, and its gradient (p - onehot) / N.
+    static func crossEntropy(logits: Tensor, labels: [Int]) -> (value: Double, gradient: [Float]) {
+        let rows = labels.count, classes = logits.count / max(rows, 1)
+        var value = 0.0
+        var gradient = [Float](repeating: 0, count: logits.count)
+        for row in 0 ..< rows {
+            let base = row * classes
+            var largest = -Double.infinity
+            for c in 0 ..< classes { largest = max(largest, Double(logits.data[base + c])) }
+            var total = 0.0
+            for c in 0 ..< classes { total += exp(Double(logits.data[base + c]) - largest) }
+            let logTotal = log(total) + largest
+            value -= Double(logits.data[base + labels[row]]) - logTotal
+            for c in 0 ..< classes {
+                let probability = exp(Double(logits.data[base + c]) - logTotal)
+                gradient[base + c] = Float((probability - (c == labels[row] ? 1 : 0)) / Double(rows))
+            }
+        }
+        return (value / Double(max(rows, 1)), gradient)
+    }
+
+    /// Total variation of images (N, C, H, W): the mean over every pair of horizontally or
+    /// vertically neighbouring pixels of their squared difference, and its gradient.
+    public static func totalVariation(_ images: [Float], shape: [Int]) -> (value: Double, gradient: [Float]) {
+        let height = shape[shape.count - 2], width = shape[shape.count - 1]
+        let planes = images.count / max(height * width, 1)
+        let pairs = planes * (height * (width - 1) + (height - 1) * width)
+        var gradient = [Float](repeating: 0, count: images.count)
+        guard pairs > 0 else { return (0, gradient) }
+        var value = 0.0
+        let scale = 2 / Float(pairs)
+        for plane in 0 ..< planes {
+            let base = plane * height * width
+            for y in 0 ..< height {
+                for x in 0 ..< width {
+                    let i = base + y * width + x
+                    if x + 1 < width {
+                        let d = images[i] - images[i + 1]
+                        value += Double(d * d)
+                        gradient[i] += scale * d
+                        gradient[i + 1] -= scale * d
+                    }
+                    if y + 1 < height {
+                        let d = images[i] - images[i + width]
+                        value += Double(d * d)
+                        gradient[i] += scale * d
+                        gradient[i + width] -= scale * d
+                    }
+                }
+            }
+        }
+        return (value / Double(pairs), gradient)
+    }
+
+    /// The mean of the squared values, and its gradient 2x / count.
+    public static func meanSquare(_ values: [Float]) -> (value: Double, gradient: [Float]) {
+        guard !values.isEmpty else { return (0, []) }
+        let scale = 2 / Float(values.count)
+        return (values.reduce(0.0) { $0 + Double($1 * $1) } / Double(values.count), values.map { scale * $0 })
+    }
+
     /// Standard normal pixels in normalized space (ZeroQ's starting point), generated image by
     /// image so that the same seed gives the same images whatever the batch size.
     public static func gaussianImages(count: Int, seed: UInt64, imageSize: Int = CIFAR10.imageSize) -> [Float] {
@@ -313,3 +440,62 @@ public enum Distillation {
     }
 }
 
+
+
+/// A circular shift by (dy, dx) pixels, optionally after a left-right mirror, of every image of
+/// a batch (N, C, H, W): DeepInversion's jitter and flip. It permutes pixels, so the gradient
+/// with respect to the unshifted images is the shifted gradient permuted back.
+public struct ImageShift: Sendable, Equatable {
+    public var dy: Int
+    public var dx: Int
+    public var mirrored: Bool
+
+    public static let identity = ImageShift(dy: 0, dx: 0, mirrored: false)
+
+    public init(dy: Int, dx: Int, mirrored: Bool) {
+        self.dy = dy
+        self.dx = dx
+        self.mirrored = mirrored
+    }
+
+    static func random(jitter: Int, flips: Bool, using generator: inout SeededGenerator) -> ImageShift {
+        guard jitter > 0 || flips else { return .identity }
+        func offset() -> Int { jitter > 0 ? Int(generator.next() % UInt64(2 * jitter + 1)) - jitter : 0 }
+        let dy = offset(), dx = offset()
+        return ImageShift(dy: dy, dx: dx, mirrored: flips && generator.next() & 1 == 1)
+    }
+
+    /// Output pixel (y, x) of each plane reads input pixel (source y, source x).
+    func source(y: Int, x: Int, height: Int, width: Int) -> Int {
+        let sy = ((y - dy) % height + height) % height
+        var sx = ((x - dx) % width + width) % width
+        if mirrored { sx = width - 1 - sx }
+        return sy * width + sx
+    }
+
+    /// The shifted images.
+    public func apply(_ images: [Float], shape: [Int]) -> [Float] {
+        guard self != .identity else { return images }
+        let height = shape[shape.count - 2], width = shape[shape.count - 1], plane = height * width
+        var result = [Float](repeating: 0, count: images.count)
+        for base in stride(from: 0, to: images.count, by: plane) {
+            for y in 0 ..< height {
+                for x in 0 ..< width { result[base + y * width + x] = images[base + source(y: y, x: x, height: height, width: width)] }
+            }
+        }
+        return result
+    }
+
+    /// The gradient with respect to the unshifted images, from the one with respect to the shifted.
+    public func pullBack(_ gradient: [Float], shape: [Int]) -> [Float] {
+        guard self != .identity else { return gradient }
+        let height = shape[shape.count - 2], width = shape[shape.count - 1], plane = height * width
+        var result = [Float](repeating: 0, count: gradient.count)
+        for base in stride(from: 0, to: gradient.count, by: plane) {
+            for y in 0 ..< height {
+                for x in 0 ..< width { result[base + source(y: y, x: x, height: height, width: width)] += gradient[base + y * width + x] }
+            }
+        }
+        return result
+    }
+}

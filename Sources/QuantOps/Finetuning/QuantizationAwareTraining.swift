@@ -7,6 +7,8 @@ public enum FinetuneLoss: String, Sendable, CaseIterable {
     /// KL plus cross-entropy on the data set's labels, weights 1 and 1 (GDFQ-like; GDFQ weighs them
     /// (1 - delta) CE + delta KL and takes its generator's labels).
     case klPlusCrossEntropy = "kl+ce"
+    /// GDFQ's loss: (1 - delta) CE + delta KL, the cross-entropy on the data set's labels.
+    case gdfq
 }
 
 /// Settings of `finetune ait` (methods.md §5; the defaults are the paper's CIFAR settings).
@@ -27,10 +29,26 @@ public struct FinetuneOptions: Sendable, Equatable {
     /// rho is multiplied by `rhoDecay` every `rhoDecayEvery` epochs.
     public var rhoDecay: Double
     public var rhoDecayEvery: Int
+    /// The weight of KL in `loss=gdfq`, (1 - delta) CE + delta KL.
+    public var delta: Double
+    /// Augmentation of every training batch: a random shift of up to `jitter` pixels in each
+    /// direction (the vacated pixels zero, the normalized mean, as a padded random crop) and,
+    /// with `flips`, a random left-right mirror per image. The teacher's targets are then computed
+    /// on the augmented batch, so each epoch trains on new views of the same images.
+    public var jitter: Int
+    public var flips: Bool
+    /// Batch norms normalize each training batch by its own statistics (as in training mode), and
+    /// every measured state (the start, each epoch's end, the kept one) has its running
+    /// statistics re-estimated on all the training images first, so that the deployed
+    /// normalization follows the weights as they move. Off: the running statistics stay fixed.
+    public var batchStatistics: Bool
+
+    var augments: Bool { jitter > 0 || flips }
 
     public init(epochs: Int = 1, learningRate: Float = 1e-4, momentum: Float = 0.9, weightDecay: Float = 0,
                 batchSize: Int = 64, seed: UInt64 = 0, loss: FinetuneLoss = .kl, inundation: Bool = true,
-                rho: Double = 1e-3, warmUpEpochs: Int = 1, rhoDecay: Double = 0.1, rhoDecayEvery: Int = 100) {
+                rho: Double = 1e-3, warmUpEpochs: Int = 1, rhoDecay: Double = 0.1, rhoDecayEvery: Int = 100, delta: Double = 0.5,
+                jitter: Int = 0, flips: Bool = false, batchStatistics: Bool = false) {
         self.epochs = epochs
         self.learningRate = learningRate
         self.momentum = momentum
@@ -43,6 +61,10 @@ public struct FinetuneOptions: Sendable, Equatable {
         self.warmUpEpochs = warmUpEpochs
         self.rhoDecay = rhoDecay
         self.rhoDecayEvery = rhoDecayEvery
+        self.delta = delta
+        self.jitter = jitter
+        self.flips = flips
+        self.batchStatistics = batchStatistics
     }
 
     /// rho during epoch `epoch` (0-based): exponential step decay, as a learning-rate schedule.
@@ -156,6 +178,10 @@ public struct QuantizationAwareTraining: Sendable {
     /// Quantized layers whose master weights start from the teacher's float weights (the rest
     /// start from their quantized values, when the teacher's weights do not round to them).
     public let layersFromTeacher: Int
+    /// Quantized layers whose student codes are a monotone function of the teacher's weights
+    /// (ternary thresholds, DoReFa's tanh) but not their rounding on the grid: their masters are
+    /// placed inside their codes' bins in the order of the teacher's weights (`placeInBins`).
+    public let layersPlacedFromTeacher: Int
     let startingMaster: [[Float]]
 
     public init(student: Model, teacher: Model) throws {
@@ -164,7 +190,7 @@ public struct QuantizationAwareTraining: Sendable {
         }
         var parameters: [Parameter] = []
         var master: [[Float]] = []
-        var fromTeacher = 0
+        var fromTeacher = 0, placedFromTeacher = 0
         let teacherNodes = Dictionary(teacher.nodes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let layerNumbers = Dictionary(uniqueKeysWithValues: student.weightLayerNodes.enumerated().map { ($1, $0 + 1) })
         for (index, node) in student.nodes.enumerated() {
@@ -189,6 +215,9 @@ public struct QuantizationAwareTraining: Sendable {
                 if Double(agreeing) >= 0.99 * Double(weight.count) {
                     start = teacherWeight.data
                     fromTeacher += 1
+                } else if let placed = Self.placeInBins(teacher: teacherWeight.data, codes: grid.codes(weight.data), grid: grid) {
+                    start = placed
+                    placedFromTeacher += 1
                 }
             }
             parameters.append(Parameter(node: index, role: .weight, layer: layerNumbers[index], name: node.name, grid: grid))
@@ -205,7 +234,39 @@ public struct QuantizationAwareTraining: Sendable {
         self.teacher = ActivationQuantization.removingQuantizers(teacher)
         self.parameters = parameters
         self.layersFromTeacher = fromTeacher
+        self.layersPlacedFromTeacher = placedFromTeacher
         startingMaster = master
+    }
+
+    /// Master weights that keep the student's codes and the teacher's order: within each group
+    /// (a channel or the tensor), the teacher's weights of code c, which span [lo, hi], are mapped
+    /// linearly onto the middle 90% of c's bin, `S * (c - Z + 0.9 * ((w - lo) / (hi - lo) - 0.5))`,
+    /// so that a weight near its quantizer's threshold starts near the grid's rounding threshold
+    /// and a small step can move it across, as it would from float masters. Nil where the codes
+    /// are not a non-decreasing function of the teacher's weights (within a group), e.g. after
+    /// a compensation that reorders them; the masters then start from the quantized values.
+    static func placeInBins(teacher: [Float], codes: [Int32], grid: WeightGrid) -> [Float]? {
+        guard teacher.count == codes.count, grid.groupSize > 0 else { return nil }
+        var master = [Float](repeating: 0, count: teacher.count)
+        for groupStart in stride(from: 0, to: teacher.count, by: grid.groupSize) {
+            let group = groupStart / grid.groupSize
+            let indices = groupStart ..< min(groupStart + grid.groupSize, teacher.count)
+            var low: [Int32: Float] = [:], high: [Int32: Float] = [:]
+            for i in indices {
+                low[codes[i]] = min(low[codes[i]] ?? teacher[i], teacher[i])
+                high[codes[i]] = max(high[codes[i]] ?? teacher[i], teacher[i])
+            }
+            // Monotone: the codes' intervals of teacher weights follow each other without overlap.
+            let ordered = low.keys.sorted()
+            for (a, b) in zip(ordered, ordered.dropFirst()) where high[a]! > low[b]! { return nil }
+            let scale = grid.scales[group], zero = grid.zeroPoints[group]
+            for i in indices {
+                let code = codes[i], lo = low[code]!, hi = high[code]!
+                let position: Float = hi > lo ? (teacher[i] - lo) / (hi - lo) - 0.5 : 0
+                master[i] = scale * (Float(code) - zero + 0.9 * position)
+            }
+        }
+        return master
     }
 
     static func weight(of node: Node?) -> Tensor? {
@@ -306,7 +367,18 @@ public struct QuantizationAwareTraining: Sendable {
             guard let validation, let validationLog else { return nil }
             return try divergence(of: model, on: validation, teacher: validationLog)
         }
-        let startModel = model(master: state.master)
+        // With batch statistics, a state's running statistics are re-estimated on the training
+        // images before it is measured or kept: they are a function of the masters and the data.
+        let recalibrationImages = options.batchStatistics
+            ? try data.batch(Array(0 ..< data.count), normalization: student.normalization) : nil
+        func deployed(_ master: [[Float]]) throws -> Model {
+            var built = model(master: master)
+            if let recalibrationImages {
+                _ = try BatchNormRecalibration.run(&built, images: recalibrationImages, batchSize: 256, shouldStop: { false })
+            }
+            return built
+        }
+        let startModel = try deployed(state.master)
         let initial = try divergence(of: startModel, on: data, teacher: teacherLog)
         let initialValidation = try validate(startModel)
         state.kl = initial.kl
@@ -342,16 +414,31 @@ public struct QuantizationAwareTraining: Sendable {
                     interrupted = true
                     break training
                 }
-                let input = try data.batch(batch, normalization: student.normalization)
-                let tape = try GradientTape(model: model(master: state.master), input: input)
-                let teacherRows = batch.flatMap { teacherLog[$0 * classes ..< ($0 + 1) * classes] }
+                var input = try data.batch(batch, normalization: student.normalization)
+                let teacherRows: [Double]
+                if options.augments {
+                    input = Self.augment(input, jitter: options.jitter, flips: options.flips, using: &generator)
+                    teacherRows = try TeacherLoss.logSoftmax(ForwardPass.logits(teacher, input: input))
+                } else {
+                    teacherRows = batch.flatMap { teacherLog[$0 * classes ..< ($0 + 1) * classes] }
+                }
+                let tape = try GradientTape(model: model(master: state.master), input: input,
+                                            batchNormMode: options.batchStatistics ? .batchStatistics : .inference)
                 let kl = TeacherLoss.klDivergence(teacherLogProbabilities: teacherRows, studentLogits: tape.output)
                 var loss = kl.value
                 var seed = kl.gradient
-                if options.loss == .klPlusCrossEntropy {
+                switch options.loss {
+                case .kl:
+                    break
+                case .klPlusCrossEntropy:
                     let ce = TeacherLoss.crossEntropy(labels: batch.map { labels[$0] }, studentLogits: tape.output)
                     loss += ce.value
                     seed = try Kernels.add(seed, ce.gradient)
+                case .gdfq:
+                    let ce = TeacherLoss.crossEntropy(labels: batch.map { labels[$0] }, studentLogits: tape.output)
+                    let (klWeight, ceWeight) = (Float(options.delta), Float(1 - options.delta))
+                    loss = options.delta * kl.value + (1 - options.delta) * ce.value
+                    seed = Tensor(shape: seed.shape, data: zip(seed.data, ce.gradient.data).map { klWeight * $0 + ceWeight * $1 })
                 }
                 guard loss.isFinite else {
                     throw FinetuneError(problem: "the loss became \(loss) at epoch \(epoch + 1), step \(stepIndex + 1)",
@@ -391,7 +478,7 @@ public struct QuantizationAwareTraining: Sendable {
             let seconds = (clock.now - epochStart).seconds
             for index in layers.indices { layers[index].meanKappa /= Double(max(steps, 1)) }
             state.epochsCompleted += 1
-            let trained = model(master: state.master)
+            let trained = try deployed(state.master)
             let measured = try divergence(of: trained, on: data, teacher: teacherLog)
             let heldOut = try validate(trained)
             state.kl = measured.kl
@@ -404,9 +491,36 @@ public struct QuantizationAwareTraining: Sendable {
             epochs.append(report)
             try epochEnded(report, trained)
         }
-        return FinetuneOutcome(model: model(master: kept.master), kept: kept, latest: state, initialKL: initial.kl,
+        return FinetuneOutcome(model: try deployed(kept.master), kept: kept, latest: state, initialKL: initial.kl,
                                initialAgreement: initial.agreement, initialValidation: initialValidation, epochs: epochs, interrupted: interrupted,
                                seconds: (clock.now - start).seconds)
+    }
+
+    /// Each image of `batch` (N, C, H, W) shifted by its own random (dy, dx) in
+    /// [-jitter, jitter], the vacated pixels zero, and mirrored left-right with probability 1/2
+    /// when `flips`.
+    public static func augment(_ batch: Tensor, jitter: Int, flips: Bool, using generator: inout SeededGenerator) -> Tensor {
+        let height = batch.shape[2], width = batch.shape[3], plane = height * width
+        let perImage = batch.count / max(batch.shape[0], 1)
+        var result = [Float](repeating: 0, count: batch.count)
+        for image in 0 ..< batch.shape[0] {
+            func offset() -> Int { jitter > 0 ? Int(generator.next() % UInt64(2 * jitter + 1)) - jitter : 0 }
+            let dy = offset(), dx = offset()
+            let mirrored = flips && generator.next() & 1 == 1
+            for base in stride(from: image * perImage, to: (image + 1) * perImage, by: plane) {
+                for y in 0 ..< height {
+                    let sy = y - dy
+                    guard sy >= 0, sy < height else { continue }
+                    for x in 0 ..< width {
+                        var sx = x - dx
+                        guard sx >= 0, sx < width else { continue }
+                        if mirrored { sx = width - 1 - sx }
+                        result[base + y * width + x] = batch.data[base + sy * width + sx]
+                    }
+                }
+            }
+        }
+        return Tensor(shape: batch.shape, data: result)
     }
 
     static func validate(_ options: FinetuneOptions, data: any LabeledImages) throws {
@@ -418,6 +532,13 @@ public struct QuantizationAwareTraining: Sendable {
         }
         guard options.learningRate >= 0, options.learningRate.isFinite, options.momentum >= 0, options.momentum < 1 else {
             throw FinetuneError(problem: "lr=\(options.learningRate), momentum=\(options.momentum)", remedy: "use lr >= 0 and 0 <= momentum < 1")
+        }
+        guard options.jitter >= 0, options.jitter < min(data.imageShape.height, data.imageShape.width) else {
+            throw FinetuneError(problem: "jitter \(options.jitter) for \(data.imageShape.height)x\(data.imageShape.width) images",
+                                remedy: "use a shift between 0 and the image side minus 1, e.g. 4 for CIFAR")
+        }
+        guard options.delta >= 0, options.delta <= 1 else {
+            throw FinetuneError(problem: "delta=\(options.delta)", remedy: "use 0 <= delta <= 1: the weight of KL in (1 - delta) CE + delta KL")
         }
         guard options.rho >= 0, options.rho <= 1, options.rhoDecay > 0, options.rhoDecay <= 1 else {
             throw FinetuneError(problem: "rho=\(options.rho), rho decay \(options.rhoDecay)", remedy: "use 0 <= rho <= 1 and 0 < decay <= 1")
