@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Evaluation throughput on the 10,000 CIFAR-10 test images: qsh's engine (Evaluation.run, the
-# code behind `eval cifar10`) against PyTorch CPU eager and ONNX Runtime on the same model,
+# Evaluation throughput on the 10,000 CIFAR-10 test images: the qsh binary (`eval cifar10`) and its engine (Evaluation.run, the
+# code behind `eval cifar10`) against PyTorch CPU eager, ONNX Runtime and OpenVINO on the same model,
 # batch size and thread count.
 #
 # usage: Benchmarks/eval-throughput.sh [--threads N] [--batch N] [--repeats N] [--limit N]
