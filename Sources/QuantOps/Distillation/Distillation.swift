@@ -182,11 +182,11 @@ public enum Distillation {
                 if options.usesLabels {
                     let classes = tape.output.count / max(range.count, 1)
                     let labels = range.map { $0 % max(classes, 1) }
-                    let ce = crossEntropy(logits: tape.output, labels: labels)
+                    let ce = TeacherLoss.crossEntropy(labels: labels, studentLogits: tape.output)
                     loss += Double(options.crossEntropyWeight) * ce.value
                     if !isFinalCheck {
                         var seed = seeds[lastNode]?.data ?? [Float](repeating: 0, count: tape.output.count)
-                        for i in seed.indices { seed[i] += options.crossEntropyWeight * ce.gradient[i] }
+                        for i in seed.indices { seed[i] += options.crossEntropyWeight * ce.gradient.data[i] }
                         seeds[lastNode] = Tensor(shape: tape.output.shape, data: seed)
                     }
                 }
@@ -312,27 +312,6 @@ public enum Distillation {
             seeds[target.source] = Tensor(shape: input.shape, data: gradient)
         }
         return (loss, seeds)
-    }
-
-    /// Mean cross-entropy of logits (N, classes) against `labels`, and its gradient (p - onehot) / N.
-    static func crossEntropy(logits: Tensor, labels: [Int]) -> (value: Double, gradient: [Float]) {
-        let rows = labels.count, classes = logits.count / max(rows, 1)
-        var value = 0.0
-        var gradient = [Float](repeating: 0, count: logits.count)
-        for row in 0 ..< rows {
-            let base = row * classes
-            var largest = -Double.infinity
-            for c in 0 ..< classes { largest = max(largest, Double(logits.data[base + c])) }
-            var total = 0.0
-            for c in 0 ..< classes { total += exp(Double(logits.data[base + c]) - largest) }
-            let logTotal = log(total) + largest
-            value -= Double(logits.data[base + labels[row]]) - logTotal
-            for c in 0 ..< classes {
-                let probability = exp(Double(logits.data[base + c]) - logTotal)
-                gradient[base + c] = Float((probability - (c == labels[row] ? 1 : 0)) / Double(rows))
-            }
-        }
-        return (value / Double(max(rows, 1)), gradient)
     }
 
     /// Total variation of images (N, C, H, W): the mean over every pair of horizontally or
