@@ -8,7 +8,7 @@ import XCTest
 final class BlockedConvolutionTests: XCTestCase {
     override func setUpWithError() throws {
         guard CompiledModel.runsOwnKernels else {
-            throw XCTSkip("qsh's own convolution kernels do not run here (no AVX2 and FMA, or QSH_OWN_KERNELS=0)")
+            throw XCTSkip("qsh's own convolution kernels do not run here (no AVX2 and FMA, oneDNN at AVX-512, or QSH_OWN_KERNELS=0)")
         }
     }
 

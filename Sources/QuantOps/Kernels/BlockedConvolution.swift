@@ -19,8 +19,13 @@ protocol BlockedConvolution: AnyObject {
 }
 
 enum BlockedConvolutions {
-    /// Whether qsh's own kernels run on this machine: they need AVX2 and FMA.
-    static var enabled: Bool { EngineSettings.ownConvolutionKernels && qsh_winograd_available() != 0 }
+    /// Whether qsh's own kernels run on this machine: they need AVX2 and FMA, and they replace
+    /// oneDNN's kernels only where oneDNN itself runs at the AVX2 level. With AVX-512 oneDNN's
+    /// direct kernels have twice the vector width (and Winograd of their own); the AVX2 kernels
+    /// were measured against oneDNN's AVX2 kernels only.
+    static let available = qsh_winograd_available() != 0 && CPUCapabilities.isaName.hasPrefix("avx2")
+
+    static var enabled: Bool { EngineSettings.ownConvolutionKernels && available }
 
     /// The kernel for this float convolution, or nil when oneDNN's should run it. `weights`
     /// (O, I, KH, KW) and `bias` (O) have batch norm folded in; the clamp is [0, clampUpper] as in
