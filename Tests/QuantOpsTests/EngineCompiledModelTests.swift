@@ -71,6 +71,41 @@ final class EngineCompiledModelTests: XCTestCase {
         }
     }
 
+    /// Pooling runs as a oneDNN primitive on the blocked layout the convolution before it left.
+    /// Windows at the border hold padding that must never win a max (the convolutions' outputs
+    /// are mostly negative there) and that an average counts; a 2x2 window on an odd size needs
+    /// negative right padding, which oneDNN cannot express, so it falls back to the plain kernel.
+    func testPoolingOnBlockedLayoutsMatchesThePlainKernels() throws {
+        var random = KernelTests.SplitMix(state: 41)
+        var nodes: [Node] = [Node(name: "input", operation: .input, inputs: [])]
+        func add(_ name: String, _ operation: QuantOps.Operation) {
+            nodes.append(Node(name: name, operation: operation, inputs: [nodes.count - 1]))
+        }
+        add("stem", .conv(Conv2D(weight: random.tensor([16, 3, 3, 3]), bias: Tensor(shape: [16], data: Array(repeating: -2, count: 16)),
+                                 stride: (2, 2), padding: (1, 1))))
+        add("maxpool", .maxPool(Pooling(kernel: 3, stride: 2, padding: 1)))
+        add("conv", .conv(Conv2D(weight: random.tensor([16, 16, 3, 3]), padding: (1, 1))))
+        add("avgpool", .averagePool(Pooling(kernel: 3, stride: 2, padding: 1)))
+        add("conv2", .conv(Conv2D(weight: random.tensor([16, 16, 1, 1]))))
+        add("oddpool", .averagePool(Pooling(kernel: 2, stride: 2)))
+        add("gap", .globalAveragePool)
+        add("flatten", .flatten)
+        add("fc", .linear(Linear(weight: random.tensor([4, 16]), bias: random.tensor([4]))))
+        let model = Model(name: "pools", nodes: nodes, normalization: Normalization(mean: [0, 0, 0], std: [1, 1, 1]))
+        let compiled = try CompiledModel(model)
+        for (batch, height, width) in [(2, 45, 37), (1, 45, 37), (3, 30, 22)] {
+            let input = random.tensor([batch, 3, height, width])
+            var pooled: [String: Tensor] = [:]
+            let reference = try ForwardPass.run(model, input: input) { index, value in
+                if model.nodes[index].name.hasSuffix("pool") { pooled[model.nodes[index].name] = value }
+            }
+            XCTAssertLessThan(pooled["maxpool"]!.data.min()!, 0, "the test needs negative windows")
+            let fast = try compiled.logits(input)
+            XCTAssertEqual(fast.shape, [batch, 4])
+            XCTAssertLessThan(EngineFixtures.relativeError(fast.data, reference.data), 1e-5, "\(batch)x\(height)x\(width)")
+        }
+    }
+
     func testShapeErrorsNameTheNode() throws {
         var model = syntheticModel()
         model.nodes[model.nodeIndex(named: "strided")!].operation = .conv(Conv2D(weight: Tensor(zeros: [16, 7, 3, 3])))

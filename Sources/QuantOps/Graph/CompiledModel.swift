@@ -4,9 +4,9 @@ import CDNNL
 ///
 /// Convolutions run as oneDNN primitives with the layouts oneDNN prefers (blocked channels on
 /// AVX-512), and activations stay in those layouts from one convolution to the next; batch
-/// norm is folded into the convolution, and ReLU and residual sums run as post-ops. Nodes
-/// oneDNN does not cover (pooling, option-A shortcut, linear, ...) run on the plain NCHW
-/// kernels, with a reorder around them. Primitives are created on the first batch of a given
+/// norm is folded into the convolution, and ReLU and residual sums run as post-ops. Max and
+/// average pooling run as oneDNN primitives on the same layouts. Other nodes (linear, concat,
+/// ...) run on the plain NCHW kernels, with a reorder around them. Primitives are created on the first batch of a given
 /// shape and reused. Not for concurrent use: one instance per thread.
 ///
 /// With `Arithmetic.int8`, the convolutions `IntegerPlan` accepts run as oneDNN u8 x s8
@@ -21,6 +21,8 @@ public final class CompiledModel {
     private let stream: DNNLStream
     private var convolutions: [Int: (inputDims: [Int], primitive: PreparedConvolution)] = [:]
     private var reorders: [ReorderKey: DNNLPrimitive] = [:]
+    /// Pooling primitives by node and input shape; nil where oneDNN cannot express the window.
+    private var poolings: [ReorderKey: DNNLPooling?] = [:]
     private var pool = BufferPool()
 
     private struct ReorderKey: Hashable {
@@ -121,6 +123,13 @@ public final class CompiledModel {
                 case .fakeQuantize(let quantizer):
                     let source = try floatValue(try value(node.inputs.first ?? -1, for: index), node: index)
                     result = try fakeQuantized(source, quantizer, node: index)
+                case .maxPool(let pooling), .averagePool(let pooling):
+                    let source = try floatValue(try value(node.inputs.first ?? -1, for: index), node: index)
+                    if let pooled = try pooled(source, pooling, node: index) {
+                        result = pooled
+                        break
+                    }
+                    result = try plainActivation(try ForwardPass.evaluate(node, inputs: [try tensor(from: source, node: index, role: 10)]))
                 case .shortcutA, .globalAveragePool:
                     var source = try value(node.inputs.first ?? -1, for: index)
                     if case .shortcutA = node.operation, source.grid != nil {
@@ -378,6 +387,29 @@ public final class CompiledModel {
         }
         try stream.execute(primitive, [(DNNLArgument.source, activation.descriptor, activation.buffer),
                                        (DNNLArgument.destination, descriptor, buffer)])
+    }
+
+    /// Max or average pooling by oneDNN on the source's own layout; nil when oneDNN cannot
+    /// express the window.
+    private func pooled(_ source: Activation, _ pooling: Pooling, node: Int) throws -> Activation? {
+        let key = ReorderKey(node: node, role: 0, dims: source.dims)
+        let primitive: DNNLPooling?
+        if let cached = poolings[key], cached.map({ DNNLMemory.equal($0.sourceDescriptor, source.descriptor) }) ?? true {
+            primitive = cached
+        } else {
+            var isMax = false
+            if case .maxPool = model.nodes[node].operation { isMax = true }
+            primitive = try DNNLPooling(source: source.descriptor, dims: source.dims, pooling: pooling, isMax: isMax,
+                                        engine: stream.engine)
+            poolings[key] = primitive
+        }
+        guard let primitive else { return nil }
+        let bytes = DNNLMemory.size(primitive.destinationDescriptor)
+        let buffer = pool.acquire(bytes)
+        try stream.execute(primitive.primitive, [(DNNLArgument.source, source.descriptor, source.buffer),
+                                                 (DNNLArgument.destination, primitive.destinationDescriptor, buffer)])
+        return Activation(descriptor: primitive.destinationDescriptor, dims: primitive.outputDims, buffer: buffer,
+                          bytes: bytes, grid: nil)
     }
 
     /// Option-A shortcut and global average pooling directly on channels-last (NHWC) data,
