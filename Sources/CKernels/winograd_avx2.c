@@ -8,13 +8,9 @@
    packing is compiled for AVX2 and runs only after qsh_winograd_available() said yes. */
 
 #include "CKernels.h"
+#include "microkernel_avx2.h"
 
 #include <string.h>
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define QSH_AVX2 __attribute__((target("avx2,fma")))
-#endif
 
 static int round_up(int value, int multiple) { return (value + multiple - 1) / multiple * multiple; }
 
@@ -154,33 +150,6 @@ QSH_AVX2 static void transform_inputs(const qsh_winograd_shape *s, const float *
         memset(V + (size_t)p * stride + (size_t)count * inputs, 0, (size_t)(rows - count) * inputs * sizeof(float));
 }
 
-/* M[rows x 16] = V[rows x inputs] U[inputs x 16] for six rows, twelve accumulators. */
-QSH_AVX2 static inline void kernel6x16(const float *v, int inputs, const float *u, float *m, int outputs) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    for (int c = 0; c < inputs; c++) {
-        __m256 u0 = _mm256_loadu_ps(u + c * 16), u1 = _mm256_loadu_ps(u + c * 16 + 8), b;
-        b = _mm256_broadcast_ss(v + c);
-        c00 = _mm256_fmadd_ps(b, u0, c00); c01 = _mm256_fmadd_ps(b, u1, c01);
-        b = _mm256_broadcast_ss(v + inputs + c);
-        c10 = _mm256_fmadd_ps(b, u0, c10); c11 = _mm256_fmadd_ps(b, u1, c11);
-        b = _mm256_broadcast_ss(v + 2 * inputs + c);
-        c20 = _mm256_fmadd_ps(b, u0, c20); c21 = _mm256_fmadd_ps(b, u1, c21);
-        b = _mm256_broadcast_ss(v + 3 * inputs + c);
-        c30 = _mm256_fmadd_ps(b, u0, c30); c31 = _mm256_fmadd_ps(b, u1, c31);
-        b = _mm256_broadcast_ss(v + 4 * inputs + c);
-        c40 = _mm256_fmadd_ps(b, u0, c40); c41 = _mm256_fmadd_ps(b, u1, c41);
-        b = _mm256_broadcast_ss(v + 5 * inputs + c);
-        c50 = _mm256_fmadd_ps(b, u0, c50); c51 = _mm256_fmadd_ps(b, u1, c51);
-    }
-    _mm256_storeu_ps(m, c00); _mm256_storeu_ps(m + 8, c01); m += outputs;
-    _mm256_storeu_ps(m, c10); _mm256_storeu_ps(m + 8, c11); m += outputs;
-    _mm256_storeu_ps(m, c20); _mm256_storeu_ps(m + 8, c21); m += outputs;
-    _mm256_storeu_ps(m, c30); _mm256_storeu_ps(m + 8, c31); m += outputs;
-    _mm256_storeu_ps(m, c40); _mm256_storeu_ps(m + 8, c41); m += outputs;
-    _mm256_storeu_ps(m, c50); _mm256_storeu_ps(m + 8, c51);
-}
-
 /* The 36 products M[p] = V[p] U[p]. */
 QSH_AVX2 static void multiply(const float *V, const float *U, float *M, int rows, int inputs, int outputs) {
     int panels = outputs / 16;
@@ -191,7 +160,7 @@ QSH_AVX2 static void multiply(const float *V, const float *U, float *M, int rows
         for (int panel = 0; panel < panels; panel++) {
             const float *u = U + ((size_t)p * panels + panel) * inputs * 16;
             for (int row = 0; row < rows; row += 6)
-                kernel6x16(v + (size_t)row * inputs, inputs, u, m + (size_t)row * outputs + panel * 16, outputs);
+                qsh_kernel6x16(v + (size_t)row * inputs, inputs, inputs, u, m + (size_t)row * outputs + panel * 16, outputs);
         }
     }
 }

@@ -43,4 +43,38 @@ void qsh_winograd_tiles(const qsh_winograd_shape *shape, const float *source, co
                         const float *bias, float *destination, int accumulate, float lower, float upper,
                         long firstTile, int tileCount, float *scratch);
 
+/* Direct convolution as a matrix product over packed input patches (any kernel size and
+   stride, undilated, ungrouped), for the layers where oneDNN's direct AVX2 kernel waits on
+   memory: strided layers with many channels and the stem. The source is nChw8c, or plain
+   NCHW when plainSource is 1; the destination is nChw8c. */
+
+/* 1 when the CPU has AVX2 and FMA. */
+int qsh_patch_available(void);
+
+typedef struct {
+    int batch, inputChannels, outputChannels;
+    int height, width, outputHeight, outputWidth;
+    int kernelHeight, kernelWidth, strideY, strideX, padTop, padLeft;
+    int plainSource;
+} qsh_patch_shape;
+
+/* Columns of the patch matrix: one per weight of an output channel (input channels padded to
+   8 for an nChw8c source). */
+int qsh_patch_depth(const qsh_patch_shape *shape);
+
+/* Floats of packed weights, and of the scratch one call for up to `pixels` pixels needs. */
+size_t qsh_patch_weights_count(const qsh_patch_shape *shape);
+size_t qsh_patch_scratch_count(const qsh_patch_shape *shape, int pixels);
+
+/* Plain (K, C, KH, KW) weights into `packed` (qsh_patch_weights_count floats). */
+void qsh_patch_pack_weights(const qsh_patch_shape *shape, const float *weights, float *packed);
+
+/* Computes output pixels [firstPixel, firstPixel + count) of the whole batch (numbered image
+   by image, row by row), all channels: destination = clamp(conv(source) + bias
+   (+ destination when accumulate), lower, upper); padded destination channels are written as
+   zero. Different pixel ranges may run concurrently with different scratch buffers. */
+void qsh_patch_pixels(const qsh_patch_shape *shape, const float *source, const float *packedWeights, const float *bias,
+                      float *destination, int accumulate, float lower, float upper, long firstPixel, int count,
+                      float *scratch);
+
 #endif

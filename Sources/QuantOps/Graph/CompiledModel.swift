@@ -62,7 +62,7 @@ public final class CompiledModel {
         var names: [String: String] = [:]
         for (index, entry) in convolutions {
             guard case .own(let convolution) = entry.primitive else { continue }
-            names[model.nodes[index].name] = convolution is WinogradConvolution ? "winograd" : "\(type(of: convolution))"
+            names[model.nodes[index].name] = convolution is WinogradConvolution ? "winograd" : convolution is PatchConvolution ? "patch" : "\(type(of: convolution))"
         }
         return names
     }

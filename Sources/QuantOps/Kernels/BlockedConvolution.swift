@@ -23,7 +23,8 @@ enum BlockedConvolutions {
     /// oneDNN's kernels only where oneDNN itself runs at the AVX2 level. With AVX-512 oneDNN's
     /// direct kernels have twice the vector width (and Winograd of their own); the AVX2 kernels
     /// were measured against oneDNN's AVX2 kernels only.
-    static let available = qsh_winograd_available() != 0 && CPUCapabilities.isaName.hasPrefix("avx2")
+    static let available = qsh_winograd_available() != 0 && qsh_patch_available() != 0
+        && CPUCapabilities.isaName.hasPrefix("avx2")
 
     static var enabled: Bool { EngineSettings.ownConvolutionKernels && available }
 
@@ -36,6 +37,9 @@ enum BlockedConvolutions {
         let epilogue = ConvolutionEpilogue(bias: bias, residualSum: residualSum, clampUpper: clampUpper)
         if WinogradConvolution.applies(to: geometry) {
             return try WinogradConvolution(geometry: geometry, weights: weights, epilogue: epilogue)
+        }
+        if PatchConvolution.applies(to: geometry) {
+            return try PatchConvolution(geometry: geometry, weights: weights, epilogue: epilogue)
         }
         return nil
     }
