@@ -111,9 +111,9 @@ final class PTQCommandTests: XCTestCase {
         XCTAssertTrue(text.contains("<- adds the most noise"), text)
         let worst = try XCTUnwrap(harness.session.values["sqnr_min"])
         XCTAssertGreaterThan(worst, 0)
-        XCTAssertNotNil(harness.session.ptq.lastAnalysis)
+        XCTAssertNotNil(harness.session.quantization.lastAnalysis)
         // Sorted order: SQNR rises down the table.
-        let sqnrs = try XCTUnwrap(harness.session.ptq.lastAnalysis).rows.map(\.sqnr).sorted()
+        let sqnrs = try XCTUnwrap(harness.session.quantization.lastAnalysis).rows.map(\.sqnr).sorted()
         XCTAssertEqual(sqnrs.first, worst)
     }
     func testResetStartsTheFloatReferenceAndPriorsAfresh() throws {
