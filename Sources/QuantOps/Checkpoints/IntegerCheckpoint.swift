@@ -8,7 +8,7 @@ import Foundation
 /// that qsh loads the file back into the same state.
 public enum IntegerCheckpoint {
     public static let precisionsKey = "qsh_weight_precisions"
-    static let remedy = "The file is damaged; write it again with 'save FILE int8=true'"
+    static let remedy = "The file is damaged; write it again from the quantized model"
 
     /// `model`'s state dict with every quantized conv and linear layer stored as integers, and the
     /// metadata entry that restores their precisions. Throws, naming the layer, when a layer's

@@ -517,7 +517,7 @@ public struct QuantizationAwareTraining: Sendable {
 
     static func validate(_ options: FinetuneOptions, data: any LabeledImages) throws {
         guard data.count > 0 else {
-            throw FinetuneError(problem: "data set \(data.name) is empty", remedy: "distill images first, e.g. 'distill samples=256'")
+            throw FinetuneError(problem: "data set \(data.name) is empty", remedy: "train on a data set with images, e.g. distilled ones")
         }
         guard options.epochs >= 0, options.batchSize >= 1 else {
             throw FinetuneError(problem: "epochs=\(options.epochs), batch=\(options.batchSize)", remedy: "use epochs >= 0 and batch >= 1")

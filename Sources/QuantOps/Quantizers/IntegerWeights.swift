@@ -100,7 +100,7 @@ public struct IntegerWeights: Sendable, Equatable {
                 throw QuantizationError(
                     place: place,
                     problem: "the weights are not on their recorded \(precision.label) grid (largest distance \(groupDeviation), step \(scale))",
-                    remedy: "export the layer after 'quantize' again, or keep it float")
+                    remedy: "quantize the layer again, or keep it float")
             }
         }
         let low = min(codes.min() ?? 0, zeroPoints.min() ?? 0)
