@@ -1,6 +1,7 @@
 import CShims
 import Foundation
 import QLang
+import QuantOps
 
 /// Runs recipes: substitutes variables, checks each command against the registry, then runs it.
 ///
@@ -298,7 +299,11 @@ public final class Interpreter {
             throw Diagnostic("interrupted", at: command.location, length: command.name.count,
                              hint: "the command stopped; the model is as it was before it")
         } catch {
-            throw Diagnostic(String(describing: error), at: command.location, length: command.name.count)
+            var message = String(describing: error)
+            if let unmet = (error as? any PrerequisiteFailure)?.unmet {
+                message += "; " + unmet.remedy(for: spec.words.joined(separator: " "))
+            }
+            throw Diagnostic(message, at: command.location, length: command.name.count)
         }
     }
 }

@@ -125,7 +125,7 @@ final class FigureTests: XCTestCase {
         XCTAssertEqual(RecipeRunner(session: session).run(text: "plot analysis to \"\(path)\"", fileName: "p.qs"), .recipeFailed)
         XCTAssertTrue(output.text.contains("no analysis to plot"), output.text)
         XCTAssertTrue(output.text.contains("run 'analyze' first"), output.text)
-        session.ptq.lastAnalysis = LayerErrorAnalysis(
+        session.quantization.lastAnalysis = LayerErrorAnalysis(
             rows: [LayerError(layer: 1, name: "conv1", outputNode: "relu1", rmse: 0.1, sqnr: 12, inputSQNR: nil),
                    LayerError(layer: 2, name: "fc", outputNode: "fc", rmse: 0.2, sqnr: 8, inputSQNR: 12)],
             images: 4, worst: 1, mostHarmful: 1)

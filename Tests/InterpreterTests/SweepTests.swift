@@ -73,7 +73,7 @@ final class SweepTests: XCTestCase {
         let recipe = "load resnet20\nfold bn\nquantize weights\nquantize activations\ncalibrate samples=16 batch=8\neval cifar10 limit=40"
         func run() -> RecipeHarness {
             let harness = RecipeHarness()
-            harness.session.calibrationStore = CalibrationStore(directory: directory)
+            harness.session.quantization.calibrationStore = CalibrationStore(directory: directory)
             XCTAssertEqual(harness.run(recipe), .success, harness.errors.text)
             return harness
         }

@@ -44,7 +44,7 @@ final class ActivationQuantizerTests: XCTestCase {
         let quantizer = ActivationQuantizer(bits: 8, scheme: .asymmetric)
         XCTAssertThrowsError(try quantizer.apply(Tensor(zeros: [1, 1, 1, 1]), at: "layer1.0.relu1")) { error in
             XCTAssertTrue("\(error)".contains("layer1.0.relu1"), "\(error)")
-            XCTAssertTrue("\(error)".contains("calibrate"), "\(error)")
+            XCTAssertEqual((error as? EngineError)?.unmet, .calibratedActivations, "\(error)")
         }
         XCTAssertThrowsError(try ActivationQuantizer.validate(bits: 8, scheme: .dorefa))
         XCTAssertThrowsError(try ActivationQuantizer.validate(bits: 1, scheme: .asymmetric))

@@ -179,7 +179,7 @@ final class DFMPCTests: XCTestCase {
         var foldedReference = reference
         try ModelTransforms.foldBatchNorm(&foldedReference)
         XCTAssertThrowsError(try DFMPC.compensate(&model, reference: foldedReference)) { error in
-            XCTAssertTrue("\(error)".contains("fold bn"), "\(error)")
+            XCTAssertEqual((error as? QuantizationError)?.unmet, .unfoldedBatchNorms, "\(error)")
         }
         XCTAssertThrowsError(try DFMPC.compensate(&model, reference: model)) { error in
             XCTAssertTrue("\(error)".contains("full-precision"), "\(error)")

@@ -149,8 +149,8 @@ final class DataFreeLossTests: XCTestCase {
         let start = trainer.initialCheckpoint().master
         for (index, parameter) in trainer.parameters.enumerated() {
             guard let grid = parameter.grid,
-                  let studentWeight = QuantizationAwareTraining.weight(of: student.nodes[parameter.node]),
-                  let teacherWeight = QuantizationAwareTraining.weight(of: float.nodes[parameter.node]) else { continue }
+                  let studentWeight = student.nodes[parameter.node].operation.weightLayer?.weight,
+                  let teacherWeight = float.nodes[parameter.node].operation.weightLayer?.weight else { continue }
             // The masters keep the student's values exactly...
             let projected = grid.project(start[index])
             XCTAssertLessThanOrEqual(zip(projected, studentWeight.data).map { abs($0 - $1) }.max() ?? 0, 1e-6, parameter.name)

@@ -178,7 +178,7 @@ final class DistillTests: XCTestCase {
         var random = SplitMix(state: 2)
         let model = GradientTests.model([("input", .input, []), ("conv", .conv(Conv2D(weight: random.tensor([2, 3, 1, 1]))), [0])])
         XCTAssertThrowsError(try Distillation.run(model: model, options: DistillationOptions(samples: 2, steps: 1))) { error in
-            XCTAssertTrue(String(describing: error).contains("fold bn"), String(describing: error))
+            XCTAssertEqual((error as? DistillationError)?.unmet, .unfoldedBatchNorms, String(describing: error))
         }
     }
 }

@@ -206,7 +206,7 @@ final class FinetuneTests: XCTestCase {
         XCTAssertTrue(outcome.epochs.allSatisfy { $0.changedPerStep > 0 })
         // Every quantized layer ends on the grid it started with.
         for (index, parameter) in trainer.parameters.enumerated() {
-            guard let grid = parameter.grid, case .some(let weight) = QuantizationAwareTraining.weight(of: outcome.model.nodes[parameter.node]) else { continue }
+            guard let grid = parameter.grid, case .some(let weight) = outcome.model.nodes[parameter.node].operation.weightLayer?.weight else { continue }
             XCTAssertEqual(grid.project(outcome.kept.master[index]), weight.data)
             XCTAssertEqual(grid.project(weight.data), weight.data)
         }

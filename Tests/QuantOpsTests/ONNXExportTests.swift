@@ -224,7 +224,8 @@ final class ONNXExportTests: XCTestCase {
         let target = directory.appendingPathComponent("model.onnx")
         XCTAssertThrowsError(try ONNXExporter.write(model, to: target)) { error in
             let text = String(describing: error)
-            XCTAssertTrue(text.contains("'input'") && text.contains("calibrate"), text)
+            XCTAssertTrue(text.contains("'input'") && text.contains("has no range yet"), text)
+            XCTAssertEqual((error as? QuantizationError)?.unmet, .calibratedActivations, text)
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), [], "no file, no temporary left")
 

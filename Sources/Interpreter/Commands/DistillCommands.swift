@@ -50,7 +50,7 @@ enum DistillCommands {
         let model: Model
         switch try invocation.choice("from", as: TeacherSource.self) {
         case .current: model = state.model
-        case .float: model = try PTQCommands.floatReference(for: session)
+        case .float: model = try session.quantization.floatReference(in: session.models)
         }
         let options = DistillationOptions(samples: try invocation.int("samples"), steps: try invocation.int("steps"),
                                           learningRate: Float(try invocation.double("lr")),

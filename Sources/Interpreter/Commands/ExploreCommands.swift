@@ -184,10 +184,9 @@ extension Model {
         guard number >= 1, number <= layers.count else {
             throw CommandError("layer \(number) does not exist", hint: "\(name) has layers 1...\(layers.count); see 'layers'")
         }
-        switch nodes[layers[number - 1]].operation {
-        case .conv(let conv): return conv.weight
-        case .linear(let linear): return linear.weight
-        default: throw CommandError("layer \(number) has no weights")
+        guard let layer = nodes[layers[number - 1]].operation.weightLayer else {
+            throw CommandError("layer \(number) has no weights")
         }
+        return layer.weight
     }
 }

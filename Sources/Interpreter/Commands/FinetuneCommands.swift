@@ -70,7 +70,7 @@ enum FinetuneCommands {
         ]
     ) { invocation, session in
         let state = try session.requireModel(for: "finetune ait")
-        guard state.model.weightLayers.contains(where: { $0.precision.isQuantized }) else {
+        guard state.model.hasQuantizedWeights else {
             throw CommandError("'finetune ait' trains a quantized model against the float one, and no layer is quantized",
                                hint: "quantize first, e.g. 'ternary layer 3..' or 'quantize weights bits=4'")
         }
@@ -109,7 +109,7 @@ enum FinetuneCommands {
         let validationData = try validationName.map { try session.dataset(named: $0) }
         let evaluationData = try invocation.optionalString("eval").map { try session.dataset(named: $0) }
         let stride = try invocation.int("stride")
-        let teacher = try PTQCommands.floatReference(for: session)
+        let teacher = try session.quantization.floatReference(in: session.models)
         let trainer = try QuantizationAwareTraining(student: state.model, teacher: teacher)
         let quantizedLayers = trainer.parameters.filter { $0.grid != nil }.count
         if quantizedLayers == 0 {

@@ -2,29 +2,6 @@ import CShims
 import Foundation
 import QuantOps
 
-/// What post-training quantization remembers between commands.
-public struct PTQState: Sendable {
-    /// The model just before its first weight or activation quantization since it was loaded:
-    /// the float model that analysis, sensitivity, bias correction and `keep ... float` compare with.
-    public var floatReference: Model?
-    /// Fingerprint of the loaded model this state belongs to, so that a new `load` starts afresh.
-    public var load: UInt64?
-    /// Node names of layers that `keep layer ... float` protects from later quantization.
-    public var keptFloat: Set<String> = []
-    /// The last calibration, re-applied when quantizers are placed again on the same model.
-    public var lastCalibration: CalibrationRequest?
-    /// Per-channel pre-activation distributions from the loaded model's batch norms, rescaled by
-    /// `equalize`; bias correction reads them once `fold bn` has removed the batch norms.
-    public var priors: ChannelPriors?
-    /// Fingerprint of the float model `priors` describe; other models get fresh priors.
-    public var priorsModel: UInt64?
-    /// The last layer-wise error analysis, for reports and figures.
-    public var lastAnalysis: LayerErrorAnalysis?
-    public var lastSensitivity: SensitivityReport?
-
-    public init() {}
-}
-
 /// The data and method of a `calibrate`.
 public struct CalibrationRequest: Sendable {
     public var data: String
@@ -69,15 +46,13 @@ enum PTQCommands {
         examples: ["quantize weights bits=8 scheme=symmetric granularity=channel", "quantize weights layer 2.. bits=4"]
     ) { invocation, session in
         var model = try session.requireModel(for: "quantize weights").model
-        syncWithLoad(session)
         let bits = try invocation.int("bits")
         let scheme = try invocation.choice("scheme", as: QuantizationScheme.self)
         let granularity = try invocation.choice("granularity", as: Granularity.self)
         let requested = invocation.isSet("layers") ? try invocation.layers(in: model) : Array(1...max(1, model.weightLayerNodes.count))
-        let layerNodes = model.weightLayerNodes
-        let kept = requested.filter { $0 <= layerNodes.count && session.ptq.keptFloat.contains(model.nodes[layerNodes[$0 - 1]].name) }
+        let kept = requested.filter(session.quantization.keptFloatLayers(in: model).contains)
         let layers = requested.filter { !kept.contains($0) }
-        captureFloatReference(model, session: session)
+        session.quantization.captureFloatReference(model)
         let results = try ModelTransforms.quantize(&model, layers: layers, with: .uniform(bits: bits, scheme: scheme, granularity: granularity))
         let meanError = results.isEmpty ? 0 : results.map(\.relativeError).reduce(0, +) / Double(results.count)
         var line = "weights \(bits)-bit \(scheme.rawValue) per \(granularity.rawValue): \(results.count) layers (\(describeLayers(layers))), mean relative error \(String(format: "%.4f", meanError))"
@@ -101,15 +76,11 @@ enum PTQCommands {
         examples: ["quantize activations bits=8 scheme=asymmetric granularity=tensor", "quantize activations layer 19 bits=16"]
     ) { invocation, session in
         var model = try session.requireModel(for: "quantize activations").model
-        syncWithLoad(session)
         let quantizer = ActivationQuantizer(bits: try invocation.int("bits"),
                                             scheme: try invocation.choice("scheme", as: QuantizationScheme.self))
-        let layerNodes = model.weightLayerNodes
         let layers: [Int]? = invocation.isSet("layers") ? try invocation.layers(in: model) : nil
-        let keptLayers = (1...max(1, layerNodes.count)).filter {
-            $0 <= layerNodes.count && session.ptq.keptFloat.contains(model.nodes[layerNodes[$0 - 1]].name)
-        }
-        captureFloatReference(model, session: session)
+        let keptLayers = session.quantization.keptFloatLayers(in: model).sorted()
+        session.quantization.captureFloatReference(model)
         let placed = try ActivationQuantization.quantize(&model, with: quantizer, layers: layers)
         if !keptLayers.isEmpty {
             ActivationQuantization.keepFloat(&model, layers: keptLayers)
@@ -118,10 +89,9 @@ enum PTQCommands {
         var line = "activations \(quantizer.label) per tensor: \(placed.count) tensor\(placed.count == 1 ? "" : "s")"
             + (layers == nil ? "" : " (\(describeLayers(layers ?? [])))") + ", \(total) quantized in the model, logits float"
         if !keptLayers.isEmpty { line += "; kept float: \(describeLayers(keptLayers))" }
-        if let request = session.ptq.lastCalibration,
-           let statistics = session.calibrationCache.statistics(for: CalibrationKey(model: model, data: request.cacheLabel)) {
-            try ActivationCalibration.apply(request.estimator, statistics: statistics, to: &model)
-            line += "; ranges from the cached \(request.estimator.label) calibration"
+        if let cached = session.quantization.cachedLastCalibration(for: model) {
+            try ActivationCalibration.apply(cached.request.estimator, statistics: cached.statistics, to: &model)
+            line += "; ranges from the cached \(cached.request.estimator.label) calibration"
         } else {
             line += "; run 'calibrate' next"
         }
@@ -139,36 +109,21 @@ enum PTQCommands {
         examples: ["keep layer 1 float", "keep layer 19, 21 float"]
     ) { invocation, session in
         var model = try session.requireModel(for: "keep").model
-        syncWithLoad(session)
         let layers = try invocation.layers(in: model)
         let layerNodes = model.weightLayerNodes
         var restored: [Int] = []
-        let reference = try floatReference(for: session)
+        let reference = try session.quantization.floatReference(in: session.models)
         for layer in layers {
             let index = layerNodes[layer - 1]
             let name = model.nodes[index].name
-            session.ptq.keptFloat.insert(name)
+            session.quantization.keptFloat.insert(name)
             guard let floatIndex = reference.nodeIndex(named: name) else { continue }
-            switch (model.nodes[index].operation, reference.nodes[floatIndex].operation) {
-            case (.conv(let conv), .conv(let original)) where conv.precision.isQuantized:
-                guard original.weight.shape == conv.weight.shape else { continue }
-                var restoredConv = conv
-                restoredConv.weight = original.weight
-                restoredConv.bias = original.bias
-                restoredConv.precision = .float32
-                model.nodes[index].operation = .conv(restoredConv)
-                restored.append(layer)
-            case (.linear(let linear), .linear(let original)) where linear.precision.isQuantized:
-                guard original.weight.shape == linear.weight.shape else { continue }
-                var restoredLinear = linear
-                restoredLinear.weight = original.weight
-                restoredLinear.bias = original.bias
-                restoredLinear.precision = .float32
-                model.nodes[index].operation = .linear(restoredLinear)
-                restored.append(layer)
-            default:
-                continue
-            }
+            guard var weights = model.nodes[index].operation.weightLayer, weights.precision.isQuantized,
+                  let original = reference.nodes[floatIndex].operation.weightLayer, original.kind == weights.kind,
+                  original.weight.shape == weights.weight.shape else { continue }
+            (weights.weight, weights.bias, weights.precision) = (original.weight, original.bias, .float32)
+            model.nodes[index].operation.weightLayer = weights
+            restored.append(layer)
         }
         let released = ActivationQuantization.keepFloat(&model, layers: layers)
         var line = "kept float: layers \(describeLayers(layers)) (\(restored.count) weight tensors restored, \(released.count) activation quantizers removed)"
@@ -201,11 +156,10 @@ enum PTQCommands {
             throw CommandError("'calibrate' sets the ranges of activation quantizers, and the model has none",
                                hint: "run 'quantize activations' first")
         }
-        syncWithLoad(session)
         let request = try calibrationRequest(invocation, session: session)
         let statistics = try calibrationStatistics(for: model, request: request, session: session)
         let calibrated = try ActivationCalibration.apply(request.estimator, statistics: statistics.statistics, to: &model)
-        session.ptq.lastCalibration = request
+        session.quantization.lastCalibration = request
         session.commit(model, step: invocation.text)
         let clipped = calibrated.filter { $0.range.upperBound < $0.observed.upperBound || $0.range.lowerBound > $0.observed.lowerBound }.count
         let source = statistics.cached ? "cached statistics" : String(format: "statistics gathered in %.2f s", statistics.statistics.seconds)
@@ -234,12 +188,12 @@ enum PTQCommands {
         -> (statistics: CalibrationStatistics, cached: Bool)
     {
         let key = CalibrationKey(model: model, data: request.cacheLabel)
-        if let cached = session.calibrationCache.statistics(for: key) { return (cached, true) }
+        if let cached = session.quantization.calibrationCache.statistics(for: key) { return (cached, true) }
         let dataset = try session.dataset(named: request.data)
         let diskIdentity = dataset.contentIdentity
-        if let store = session.calibrationStore, let diskIdentity,
+        if let store = session.quantization.calibrationStore, let diskIdentity,
            let stored = store.load(key, dataIdentity: diskIdentity) {
-            session.calibrationCache.store(stored, for: key)
+            session.quantization.calibrationCache.store(stored, for: key)
             return (stored, true)
         }
         let indices = try dataset.sampleIndices(max(1, request.samples))
@@ -253,8 +207,8 @@ enum PTQCommands {
             return try dataset.batch(chunk, normalization: model.normalization)
         }, shouldStop: { qsh_interrupt_requested() != 0 })
         guard let collected else { throw Interrupted() }
-        session.calibrationCache.store(collected, for: key)
-        if let store = session.calibrationStore, let diskIdentity {
+        session.quantization.calibrationCache.store(collected, for: key)
+        if let store = session.quantization.calibrationStore, let diskIdentity {
             do {
                 try store.save(collected, for: key, dataIdentity: diskIdentity)
             } catch {
@@ -269,10 +223,9 @@ enum PTQCommands {
     static func recalibrationNote(_ model: inout Model, session: Session) throws -> String {
         let quantizers = ActivationQuantization.quantizers(in: model)
         guard quantizers.values.contains(where: { $0.range != nil }) else { return "" }
-        if let request = session.ptq.lastCalibration,
-           let statistics = session.calibrationCache.statistics(for: CalibrationKey(model: model, data: request.cacheLabel)) {
-            try ActivationCalibration.apply(request.estimator, statistics: statistics, to: &model)
-            return "; ranges from the cached \(request.estimator.label) calibration"
+        if let cached = session.quantization.cachedLastCalibration(for: model) {
+            try ActivationCalibration.apply(cached.request.estimator, statistics: cached.statistics, to: &model)
+            return "; ranges from the cached \(cached.request.estimator.label) calibration"
         }
         return "; activation ranges are from the previous weights: run 'calibrate' again"
     }
@@ -285,18 +238,14 @@ enum PTQCommands {
         examples: ["fold bn; equalize; quantize weights granularity=tensor"]
     ) { invocation, session in
         var model = try session.requireModel(for: "equalize").model
-        syncWithLoad(session)
-        var priors = try channelPriors(describing: model, session: session)
+        var priors = try session.quantization.channelPriors(describing: model, in: session.models)
         let pairs = try Equalization.apply(&model)
         guard !pairs.isEmpty else {
             session.output.line("no conv -> ReLU -> conv pair to equalize")
             return
         }
         BiasCorrection.rescale(&priors, for: pairs)
-        session.ptq.priors = priors
-        session.ptq.priorsModel = ActivationCalibration.fingerprint(ActivationQuantization.removingQuantizers(model))
-        // The float model changed: the next quantization takes a new reference.
-        session.ptq.floatReference = nil
+        session.quantization.recordEqualized(model, priors: priors)
         session.commit(model, step: invocation.text)
         let scales = pairs.flatMap(\.scales)
         session.output.line(String(format: "equalized %d conv pairs; channel scales in [%.3f, %.3f]", pairs.count,
@@ -309,12 +258,11 @@ enum PTQCommands {
         examples: ["fold bn; quantize weights bits=4; biascorrect"]
     ) { invocation, session in
         var model = try session.requireModel(for: "biascorrect").model
-        syncWithLoad(session)
-        guard model.weightLayers.contains(where: { $0.precision.isQuantized }) else {
+        guard model.hasQuantizedWeights else {
             throw CommandError("'biascorrect' corrects quantized layers, and no layer is quantized", hint: "run 'quantize weights' first")
         }
-        let reference = try floatReference(for: session)
-        var priors = try channelPriors(describing: reference, session: session)
+        let reference = try session.quantization.floatReference(in: session.models)
+        var priors = try session.quantization.channelPriors(describing: reference, in: session.models)
         // Batch norms still in the model describe their layers directly.
         priors.merge(BiasCorrection.priors(fromBatchNormsOf: model)) { _, current in current }
         let corrected = try BiasCorrection.correct(&model, reference: reference, priors: priors)
@@ -328,25 +276,12 @@ enum PTQCommands {
                                    corrected.map(\.largestShift).max() ?? 0))
     }
 
-    /// The pre-activation priors of `floatModel`: those `equalize` left if it produced this very
-    /// model, otherwise the loaded model's batch-norm statistics as they are.
-    static func channelPriors(describing floatModel: Model, session: Session) throws -> ChannelPriors {
-        if let priors = session.ptq.priors,
-           session.ptq.priorsModel == ActivationCalibration.fingerprint(ActivationQuantization.removingQuantizers(floatModel)) {
-            return priors
-        }
-        guard let loaded = session.loaded?.model else {
-            throw CommandError("there is no loaded model to read batch-norm statistics from", hint: "load one first, e.g. 'load resnet20'")
-        }
-        return BiasCorrection.priors(fromBatchNormsOf: loaded)
-    }
-
     // MARK: - Analysis
 
     /// The analysis commands compare with the float model; with nothing quantized there is
     /// nothing to compare, so they say what to run instead of reporting infinite SQNRs.
     static func requireSomethingQuantized(_ model: Model, for command: String) throws {
-        guard model.weightLayers.contains(where: { $0.precision.isQuantized })
+        guard model.hasQuantizedWeights
                 || !ActivationQuantization.quantizers(in: model).isEmpty else {
             throw CommandError("'\(command)' compares the quantized model with the float one, and nothing is quantized",
                                hint: "run 'quantize weights' and/or 'quantize activations' first")
@@ -366,8 +301,7 @@ enum PTQCommands {
     ) { invocation, session in
         let state = try session.requireModel(for: "analyze")
         try requireSomethingQuantized(state.model, for: "analyze")
-        syncWithLoad(session)
-        let reference = try floatReference(for: session)
+        let reference = try session.quantization.floatReference(in: session.models)
         let name = try invocation.string("data")
         let dataset = try session.dataset(named: name)
         let indices = try dataset.sampleIndices(try invocation.int("samples"))
@@ -382,7 +316,7 @@ enum PTQCommands {
             }, shouldStop: { qsh_interrupt_requested() != 0 })
         progress.finish()
         guard let analysis = result else { throw Interrupted() }
-        session.ptq.lastAnalysis = analysis
+        session.quantization.lastAnalysis = analysis
         var order = Array(analysis.rows.indices)
         switch try invocation.choice("order", as: AnalysisOrder.self) {
         case .model: break
@@ -423,8 +357,7 @@ enum PTQCommands {
     ) { invocation, session in
         let state = try session.requireModel(for: "sensitivity")
         try requireSomethingQuantized(state.model, for: "sensitivity")
-        syncWithLoad(session)
-        let reference = try floatReference(for: session)
+        let reference = try session.quantization.floatReference(in: session.models)
         let name = try invocation.string("data")
         let dataset = try session.dataset(named: name)
         let (samples, stride) = (try invocation.int("samples"), try invocation.int("stride"))
@@ -435,7 +368,7 @@ enum PTQCommands {
         let result = try Sensitivity.run(reference: reference, quantized: state.model, images: images, labels: labels,
                                          shouldStop: { qsh_interrupt_requested() != 0 })
         guard let report = result else { throw Interrupted() }
-        session.ptq.lastSensitivity = report
+        session.quantization.lastSensitivity = report
         var table = TextTable(["layer", "name", "alone top-1", "alone dB", "kept float top-1", "kept dB"],
                               alignments: [.right, .left, .right, .right, .right, .right])
         for row in report.layers {
@@ -460,47 +393,6 @@ enum PTQCommands {
 
     static func decibels(_ value: Double) -> String {
         value.isFinite ? String(format: "%.1f", value) : "inf"
-    }
-
-    // MARK: - Float reference
-
-    /// Remembers the model as the float reference before its first quantization since `load`.
-    static func captureFloatReference(_ model: Model, session: Session) {
-        syncWithLoad(session)
-        let base = ActivationQuantization.removingQuantizers(model)
-        // While the weights are float, the model itself is the reference (also after 'reset' or
-        // 'undo' led to another float model); once they are quantized, the last one stays.
-        guard !base.weightLayers.contains(where: { $0.precision.isQuantized }) else { return }
-        session.ptq.floatReference = base
-    }
-
-    /// Forgets what belonged to a previously loaded model.
-    static func syncWithLoad(_ session: Session) {
-        let loadPrint = session.loaded.map { ActivationCalibration.fingerprint($0.model) }
-        guard session.ptq.load != loadPrint else { return }
-        session.ptq = PTQState()
-        session.ptq.load = loadPrint
-    }
-
-    /// The float model the quantized one is compared with: the remembered reference, or the
-    /// loaded model (with BN folded when the current model has none).
-    static func floatReference(for session: Session) throws -> Model {
-        syncWithLoad(session)
-        if let current = session.current?.model {
-            let base = ActivationQuantization.removingQuantizers(current)
-            // Float weights: the model is its own reference (only activations are quantized).
-            if !base.weightLayers.contains(where: { $0.precision.isQuantized }) { return base }
-            if let reference = session.ptq.floatReference, reference.nodes.map(\.name) == base.nodes.map(\.name) {
-                return reference
-            }
-        }
-        guard var loaded = session.loaded?.model else {
-            throw CommandError("there is no float model to compare with", hint: "load one first, e.g. 'load resnet20'")
-        }
-        let current = session.current?.model
-        let currentHasBatchNorm = current?.nodes.contains { if case .batchNorm = $0.operation { return true } else { return false } } ?? true
-        if !currentHasBatchNorm { try ModelTransforms.foldBatchNorm(&loaded) }
-        return loaded
     }
 }
 

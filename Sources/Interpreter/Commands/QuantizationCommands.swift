@@ -93,7 +93,7 @@ enum QuantizationCommands {
         examples: ["compensate dfmpc lambda=0.4", "compensate dfmpc lambda1=0.5 lambda2=0 high=6"]
     ) { invocation, session in
         var model = try session.requireModel(for: "compensate dfmpc").model
-        guard model.weightLayers.contains(where: { $0.precision.isQuantized }) else {
+        guard model.hasQuantizedWeights else {
             throw CommandError("'compensate dfmpc' compensates low-precision layers, and no layer is quantized",
                                hint: "quantize first: 'mixed dfmpc low=ternary high=6', or 'ternary layer 3..' then 'compensate dfmpc'")
         }

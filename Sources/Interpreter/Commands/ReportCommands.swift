@@ -70,7 +70,7 @@ enum ReportCommands {
                                   help: "sqnr (dB, higher is better) or rmse")],
         examples: ["plot analysis to \"sqnr.svg\"", "plot analysis to \"rmse.svg\" metric=rmse"]
     ) { invocation, session in
-        guard let report = session.ptq.lastAnalysis.map(LayerErrorReport.init), !report.rows.isEmpty else {
+        guard let report = session.quantization.lastAnalysis.map(LayerErrorReport.init), !report.rows.isEmpty else {
             throw CommandError("no analysis to plot", hint: "run 'analyze' first")
         }
         let path = try invocation.string("file")

@@ -12,6 +12,9 @@ public struct ModelHistory: Sendable {
     /// Earlier states, oldest first; `nil` where there was no model yet.
     public private(set) var undoStack: [ModelState?] = []
     public private(set) var snapshots: [String: ModelState] = [:]
+    /// How many models have been loaded: names the current load, so that what belongs to one
+    /// load (`QuantizationContext`) can tell a new load from a change within it.
+    public private(set) var loadNumber = 0
 
     public init() {}
 
@@ -20,6 +23,7 @@ public struct ModelHistory: Sendable {
         current = state
         loaded = state
         undoStack.removeAll()
+        loadNumber += 1
     }
 
     /// Replaces the current model after a command changed it, recording the step.

@@ -145,19 +145,11 @@ public final class Session {
     /// How each image folder is read (by the folder as the recipe wrote it): set by
     /// `eval imagefolder "DIR" resize=... crop=...`, used by every `data="imagefolder:DIR"`.
     public var imageFolderOptions: [String: ImageFolderOptions] = [:]
-    /// Post-training quantization state: float reference, layers kept float, calibration.
-    public var ptq = PTQState()
+    /// What the quantization commands share within a load: float reference, priors, layers kept
+    /// float, calibration and its caches. Started afresh by `install`.
+    public var quantization = QuantizationContext(calibrationStore: QuantizationContext.storeFromEnvironment())
     /// The last `finetune ait`: its state to resume from and its per-epoch reports.
     public var finetuning: FinetuneRecord?
-    /// Activation statistics by model state and calibration data, so that switching range
-    /// estimators does not run the model again.
-    public var calibrationCache = CalibrationCache()
-    /// Activation statistics shared between processes through files, when `QSH_CALIBRATION_CACHE`
-    /// names a directory: the shards of a sweep then calibrate once. Off by default, so that a
-    /// run never depends on files an earlier run left. Read with `getenv`, which looks up the one
-    /// variable: `ProcessInfo.environment` would copy them all for every session.
-    public var calibrationStore: CalibrationStore? = getenv("QSH_CALIBRATION_CACHE").map { String(cString: $0) }
-        .flatMap { $0.isEmpty ? nil : CalibrationStore(directory: URL(fileURLWithPath: $0, isDirectory: true)) }
     /// The statements that ran successfully, for `history save`.
     public var history: [String] = []
     /// Sweep items and sharding.
@@ -195,6 +187,7 @@ public final class Session {
     /// A freshly loaded model: the current and loaded state, with an empty undo history.
     public func install(_ state: ModelState) {
         models.install(state)
+        quantization.begin(load: models.loadNumber)
     }
 
     /// Makes `state` current (`reset`, `restore`); `undo` returns to the state before.
@@ -214,7 +207,7 @@ public final class Session {
 
     /// What a sweep item may change and must not pass on to the next item: the model and its
     /// history, variables, named results, data sets made, settings and quantization state.
-    /// Evaluations, seeds, caches and the statement history accumulate across items.
+    /// Evaluations, seeds, calibration caches and the statement history accumulate across items.
     struct ItemState {
         var settings: Settings
         var variables: [String: RuntimeValue]
@@ -222,13 +215,13 @@ public final class Session {
         var models: ModelHistory
         var datasets: [String: any LabeledImages]
         var imageFolderOptions: [String: ImageFolderOptions]
-        var ptq: PTQState
+        var quantization: QuantizationContext
         var finetuning: FinetuneRecord?
     }
 
     func captureItemState() -> ItemState {
         ItemState(settings: settings, variables: variables, values: values, models: models,
-                  datasets: datasets, imageFolderOptions: imageFolderOptions, ptq: ptq, finetuning: finetuning)
+                  datasets: datasets, imageFolderOptions: imageFolderOptions, quantization: quantization, finetuning: finetuning)
     }
 
     func restore(_ state: ItemState) {
@@ -238,7 +231,7 @@ public final class Session {
         models = state.models
         datasets = state.datasets
         imageFolderOptions = state.imageFolderOptions
-        ptq = state.ptq
+        quantization.adoptLoadState(of: state.quantization)
         finetuning = state.finetuning
         applySettings()
     }

@@ -80,14 +80,9 @@ public enum Sensitivity {
     /// Replaces the weights (and bias and precision) of the named layer with `source`'s.
     static func copyWeights(of name: String, from source: Model, into target: inout Model) {
         guard let from = source.nodeIndex(named: name), let to = target.nodeIndex(named: name) else { return }
-        switch (source.nodes[from].operation, target.nodes[to].operation) {
-        case (.conv(let conv), .conv(let existing)) where conv.weight.shape == existing.weight.shape:
-            target.nodes[to].operation = .conv(conv)
-        case (.linear(let linear), .linear(let existing)) where linear.weight.shape == existing.weight.shape:
-            target.nodes[to].operation = .linear(linear)
-        default:
-            return
-        }
+        guard let weights = source.nodes[from].operation.weightLayer, let existing = target.nodes[to].operation.weightLayer,
+              weights.kind == existing.kind, weights.weight.shape == existing.weight.shape else { return }
+        target.nodes[to].operation.weightLayer = weights
     }
 
     static func logits(_ model: Model, images: Tensor, batchSize: Int) throws -> Tensor {

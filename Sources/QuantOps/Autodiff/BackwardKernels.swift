@@ -131,7 +131,7 @@ enum BackwardKernels {
     static func straightThrough(input: Tensor, _ quantizer: ActivationQuantizer, outputGradient: Tensor,
                                 node: String) throws -> Tensor {
         guard let grid = quantizer.grid() else {
-            throw EngineError(node: node, problem: "the \(quantizer.label) activation quantizer has no range yet; run 'calibrate' after 'quantize activations'")
+            throw EngineError.uncalibrated(quantizer, node: node)
         }
         let scale = grid.scales[0], zeroPoint = grid.zeroPoints[0]
         let lower = scale * (Float(grid.levels.lowerBound) - zeroPoint)

@@ -86,8 +86,7 @@ public enum ActivationCalibration {
         var report: [CalibratedTensor] = []
         let quantizers = ActivationQuantization.quantizers(in: model)
         guard !quantizers.isEmpty else {
-            throw QuantizationError(problem: "the model has no activation quantizers to calibrate",
-                                    remedy: "run 'quantize activations' first")
+            throw QuantizationError(problem: "the model has no activation quantizers to calibrate", unmet: .activationQuantizers)
         }
         for point in ActivationQuantization.points(in: model) {
             guard let quantizer = quantizers[point.name] else { continue }

@@ -8,7 +8,7 @@ import Foundation
 /// that qsh loads the file back into the same state.
 public enum IntegerCheckpoint {
     public static let precisionsKey = "qsh_weight_precisions"
-    static let remedy = "The file is damaged; write it again with 'save FILE int8=true'"
+    static let remedy = "The file is damaged; write it again from the quantized model"
 
     /// `model`'s state dict with every quantized conv and linear layer stored as integers, and the
     /// metadata entry that restores their precisions. Throws, naming the layer, when a layer's
@@ -17,13 +17,8 @@ public enum IntegerCheckpoint {
         var dict = model.stateDict()
         var precisions: [String: Any] = [:]
         for node in model.nodes {
-            let weight: Tensor
-            let precision: WeightPrecision
-            switch node.operation {
-            case .conv(let conv): (weight, precision) = (conv.weight, conv.precision)
-            case .linear(let linear): (weight, precision) = (linear.weight, linear.precision)
-            default: continue
-            }
+            guard let layer = node.operation.weightLayer else { continue }
+            let (weight, precision) = (layer.weight, layer.precision)
             guard let integer = try IntegerWeights(weight: weight, precision: precision, place: node.name) else { continue }
             let type: StateDict.ElementType = integer.storage == .int8 ? .int8 : .int32
             let scaleShape = integer.isPerChannel ? [integer.scales.count] : []
@@ -78,16 +73,10 @@ public enum IntegerCheckpoint {
             guard let index = model.nodeIndex(named: layer) else {
                 throw CheckpointError(.corrupt, file: file, problem: "the \(precisionsKey) metadata names \(layer), which the model does not have", remedy: remedy)
             }
-            switch model.nodes[index].operation {
-            case .conv(var conv):
-                conv.precision = precision
-                model.nodes[index].operation = .conv(conv)
-            case .linear(var linear):
-                linear.precision = precision
-                model.nodes[index].operation = .linear(linear)
-            default:
+            guard model.nodes[index].operation.weightLayer != nil else {
                 throw CheckpointError(.corrupt, file: file, problem: "the \(precisionsKey) metadata names \(layer), which is not a conv or linear layer", remedy: remedy)
             }
+            model.nodes[index].operation.weightLayer?.precision = precision
         }
     }
 

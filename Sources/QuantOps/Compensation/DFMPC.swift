@@ -193,7 +193,7 @@ public enum DFMPC {
         guard !pairs.isEmpty else {
             throw QuantizationError(place: "model \(model.name)",
                                     problem: "no conv feeds another conv through BN and ReLU, so there is nothing to pair",
-                                    remedy: "choose layers with `ternary layer ...` and `quantize ... layer ...` instead")
+                                    remedy: "choose the layers to quantize one by one instead")
         }
         let layerNumbers = Dictionary(uniqueKeysWithValues: model.weightLayerNodes.enumerated().map { ($1, $0 + 1) })
         for pair in pairs {
@@ -242,7 +242,7 @@ public enum DFMPC {
             throw QuantizationError(
                 place: "model \(model.name)",
                 problem: "no low-precision conv feeds another conv through BN and ReLU",
-                remedy: "quantize the first conv of each pair first, e.g. `mixed dfmpc low=ternary high=6`")
+                remedy: "quantize the first conv of each pair first, e.g. with mixed precision")
         }
         let foldedReference = try referenceInForm(of: model, pairs: pairs, reference: reference)
 
@@ -347,7 +347,7 @@ public enum DFMPC {
         if keepsBatchNorm {
             guard let next = reference.soleConsumer(of: index), case .batchNorm = reference.nodes[next].operation else {
                 throw QuantizationError(place: name, problem: "the reference model has no BN after this conv, the model has",
-                                        remedy: "compensate against the model before `fold bn`")
+                                        unmet: .unfoldedBatchNorms)
             }
             batchNorm = next
         }

@@ -79,11 +79,18 @@ public struct DistillationResult: Sendable {
     public var seconds: Double
 }
 
-public struct DistillationError: Error, CustomStringConvertible, Equatable {
+public struct DistillationError: PrerequisiteFailure, Equatable {
     public var problem: String
-    public var remedy: String
+    public var remedy: String?
+    public var unmet: Prerequisite?
 
-    public var description: String { "distill: \(problem); \(remedy)" }
+    init(problem: String, remedy: String? = nil, unmet: Prerequisite? = nil) {
+        self.problem = problem
+        self.remedy = remedy
+        self.unmet = unmet
+    }
+
+    public var description: String { "distill: \(problem)" + (remedy.map { "; \($0)" } ?? "") }
 }
 
 /// ZeroQ-style data distillation: images optimized, from Gaussian noise, so that the input of
@@ -264,8 +271,7 @@ public enum Distillation {
                           sigma: norm.runningVar.data.map { (Double($0) + epsilon).squareRoot() }, epsilon: epsilon)
         }
         guard !targets.isEmpty else {
-            throw DistillationError(problem: "model \(model.name) has no batch-norm layers to match",
-                                    remedy: "distill from the float model before 'fold bn'")
+            throw DistillationError(problem: "model \(model.name) has no batch-norm layers to match", unmet: .unfoldedBatchNorms)
         }
         return targets
     }

@@ -320,7 +320,7 @@ struct ONNXGraphBuilder {
         guard let grid = quantizer.grid() else {
             throw QuantizationError(place: activationPlace(index),
                                     problem: "the \(quantizer.label) activation quantizer has no range yet",
-                                    remedy: "run 'calibrate' before 'export onnx'")
+                                    unmet: .calibratedActivations)
         }
         let scale = grid.scales[0]
         let zeroPoint = Int(grid.zeroPoints[0])

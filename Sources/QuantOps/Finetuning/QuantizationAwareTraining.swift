@@ -195,11 +195,12 @@ public struct QuantizationAwareTraining: Sendable {
         let layerNumbers = Dictionary(uniqueKeysWithValues: student.weightLayerNodes.enumerated().map { ($1, $0 + 1) })
         for (index, node) in student.nodes.enumerated() {
             let weight: Tensor, bias: Tensor?, precision: WeightPrecision
-            switch node.operation {
-            case .conv(let conv): (weight, bias, precision) = (conv.weight, conv.bias, conv.precision)
-            case .linear(let linear): (weight, bias, precision) = (linear.weight, linear.bias, linear.precision)
-            case .batchNorm(let norm): (weight, bias, precision) = (norm.gamma, norm.beta, .float32)
-            default: continue
+            if let layer = node.operation.weightLayer {
+                (weight, bias, precision) = (layer.weight, layer.bias, layer.precision)
+            } else if case .batchNorm(let norm) = node.operation {
+                (weight, bias, precision) = (norm.gamma, norm.beta, .float32)
+            } else {
+                continue
             }
             let grid = WeightGrid(precision: precision, count: weight.count, outputChannels: weight.shape.first ?? 1)
             if precision.isQuantized && grid == nil {
@@ -207,7 +208,7 @@ public struct QuantizationAwareTraining: Sendable {
                                     remedy: "quantize the layer again")
             }
             var start = weight.data
-            if let grid, let teacherWeight = Self.weight(of: teacherNodes[node.name]), teacherWeight.shape == weight.shape {
+            if let grid, let teacherWeight = teacherNodes[node.name]?.operation.weightLayer?.weight, teacherWeight.shape == weight.shape {
                 // The teacher's float weights are the natural masters when they round to the
                 // student's values; after compensation or equalization they no longer do.
                 let projected = grid.project(teacherWeight.data)
@@ -269,14 +270,6 @@ public struct QuantizationAwareTraining: Sendable {
         return master
     }
 
-    static func weight(of node: Node?) -> Tensor? {
-        switch node?.operation {
-        case .conv(let conv): return conv.weight
-        case .linear(let linear): return linear.weight
-        default: return nil
-        }
-    }
-
     /// The state before any step.
     public func initialCheckpoint() -> FinetuneCheckpoint {
         FinetuneCheckpoint(master: startingMaster, velocity: startingMaster.map { [Float](repeating: 0, count: $0.count) },
@@ -291,13 +284,12 @@ public struct QuantizationAwareTraining: Sendable {
         var model = student
         for (parameter, values) in zip(parameters, master) {
             let data = parameter.grid?.project(values) ?? values
+            if var layer = model.nodes[parameter.node].operation.weightLayer {
+                if parameter.role == .weight { layer.weight.data = data } else { layer.bias?.data = data }
+                model.nodes[parameter.node].operation.weightLayer = layer
+                continue
+            }
             switch model.nodes[parameter.node].operation {
-            case .conv(var conv):
-                if parameter.role == .weight { conv.weight.data = data } else { conv.bias?.data = data }
-                model.nodes[parameter.node].operation = .conv(conv)
-            case .linear(var linear):
-                if parameter.role == .weight { linear.weight.data = data } else { linear.bias?.data = data }
-                model.nodes[parameter.node].operation = .linear(linear)
             case .batchNorm(var norm):
                 if parameter.role == .weight { norm.gamma.data = data } else { norm.beta.data = data }
                 model.nodes[parameter.node].operation = .batchNorm(norm)
@@ -525,7 +517,7 @@ public struct QuantizationAwareTraining: Sendable {
 
     static func validate(_ options: FinetuneOptions, data: any LabeledImages) throws {
         guard data.count > 0 else {
-            throw FinetuneError(problem: "data set \(data.name) is empty", remedy: "distill images first, e.g. 'distill samples=256'")
+            throw FinetuneError(problem: "data set \(data.name) is empty", remedy: "train on a data set with images, e.g. distilled ones")
         }
         guard options.epochs >= 0, options.batchSize >= 1 else {
             throw FinetuneError(problem: "epochs=\(options.epochs), batch=\(options.batchSize)", remedy: "use epochs >= 0 and batch >= 1")

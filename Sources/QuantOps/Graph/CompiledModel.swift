@@ -336,8 +336,7 @@ public final class CompiledModel {
     /// quantizer.
     private func fakeQuantized(_ source: Activation, _ quantizer: ActivationQuantizer, node: Int) throws -> Activation {
         guard let grid = quantizer.grid() else {
-            throw EngineError(node: model.nodes[node].name,
-                              problem: "the \(quantizer.label) activation quantizer has no range yet; run 'calibrate' after 'quantize activations'")
+            throw EngineError.uncalibrated(quantizer, node: model.nodes[node].name)
         }
         let count = source.bytes / MemoryLayout<Float>.stride
         let buffer = pool.acquire(source.bytes)

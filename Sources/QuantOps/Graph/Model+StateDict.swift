@@ -3,13 +3,12 @@ extension Model {
     public func stateDict() -> StateDict {
         var dict = StateDict()
         for node in nodes {
+            if let layer = node.operation.weightLayer {
+                dict[node.name + ".weight"] = .init(tensor: layer.weight)
+                if let bias = layer.bias { dict[node.name + ".bias"] = .init(tensor: bias) }
+                continue
+            }
             switch node.operation {
-            case .conv(let conv):
-                dict[node.name + ".weight"] = .init(tensor: conv.weight)
-                if let bias = conv.bias { dict[node.name + ".bias"] = .init(tensor: bias) }
-            case .linear(let linear):
-                dict[node.name + ".weight"] = .init(tensor: linear.weight)
-                if let bias = linear.bias { dict[node.name + ".bias"] = .init(tensor: bias) }
             case .batchNorm(let norm):
                 dict[node.name + ".weight"] = .init(tensor: norm.gamma)
                 dict[node.name + ".bias"] = .init(tensor: norm.beta)
@@ -45,27 +44,17 @@ extension Model {
     public var weightLayers: [WeightLayerInfo] {
         weightLayerNodes.enumerated().compactMap { offset, index in
             let node = nodes[index]
-            switch node.operation {
-            case .conv(let conv):
-                return WeightLayerInfo(number: offset + 1, nodeIndex: index, name: node.name, kind: "conv",
-                                       kernelShape: conv.weight.shape,
-                                       parameterCount: conv.weight.count + (conv.bias?.count ?? 0), precision: conv.precision)
-            case .linear(let linear):
-                return WeightLayerInfo(number: offset + 1, nodeIndex: index, name: node.name, kind: "linear",
-                                       kernelShape: linear.weight.shape,
-                                       parameterCount: linear.weight.count + (linear.bias?.count ?? 0), precision: linear.precision)
-            default:
-                return nil
-            }
+            guard let layer = node.operation.weightLayer else { return nil }
+            return WeightLayerInfo(number: offset + 1, nodeIndex: index, name: node.name, kind: layer.kind.rawValue,
+                                   kernelShape: layer.weight.shape, parameterCount: layer.parameterCount, precision: layer.precision)
         }
     }
 
     /// Parameters of all weight layers and batch norms (not running statistics).
     public var parameterCount: Int {
         nodes.reduce(0) { total, node in
+            if let layer = node.operation.weightLayer { return total + layer.parameterCount }
             switch node.operation {
-            case .conv(let conv): return total + conv.weight.count + (conv.bias?.count ?? 0)
-            case .linear(let linear): return total + linear.weight.count + (linear.bias?.count ?? 0)
             case .batchNorm(let norm): return total + 2 * norm.channels
             default: return total
             }

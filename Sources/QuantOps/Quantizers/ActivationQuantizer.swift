@@ -71,7 +71,7 @@ public struct ActivationQuantizer: Sendable, Equatable {
     /// `x' = S * (clamp(round(x / S) + Z, qmin, qmax) - Z)`, rounding halves to even.
     public func apply(_ input: Tensor, at place: String) throws -> Tensor {
         guard let grid = grid() else {
-            throw EngineError(node: place, problem: "the \(label) activation quantizer has no range yet; run 'calibrate' after 'quantize activations'")
+            throw EngineError.uncalibrated(self, node: place)
         }
         let scale = grid.scales[0]
         var output = input

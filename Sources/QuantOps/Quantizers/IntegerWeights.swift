@@ -100,7 +100,7 @@ public struct IntegerWeights: Sendable, Equatable {
                 throw QuantizationError(
                     place: place,
                     problem: "the weights are not on their recorded \(precision.label) grid (largest distance \(groupDeviation), step \(scale))",
-                    remedy: "export the layer after 'quantize' again, or keep it float")
+                    remedy: "quantize the layer again, or keep it float")
             }
         }
         let low = min(codes.min() ?? 0, zeroPoints.min() ?? 0)
@@ -190,21 +190,9 @@ public enum BiasQuantization {
     /// The int32 form of the bias of weight node `index`, when it has one: integer weights, a
     /// bias, and a quantized input.
     public static func quantizedBias(of index: Int, in model: Model) -> Quantized? {
-        let bias: Tensor
-        let precision: WeightPrecision
-        let channels: Int
-        switch model.nodes[index].operation {
-        case .conv(let conv):
-            guard let b = conv.bias else { return nil }
-            (bias, precision, channels) = (b, conv.precision, conv.outChannels)
-        case .linear(let linear):
-            guard let b = linear.bias else { return nil }
-            (bias, precision, channels) = (b, linear.precision, linear.weight.shape.first ?? b.count)
-        default:
-            return nil
-        }
-        guard precision.isQuantized, bias.count == channels,
-              let weightScales = IntegerWeights.channelScales(precision, outputChannels: channels),
+        guard let layer = model.nodes[index].operation.weightLayer, let bias = layer.bias,
+              layer.precision.isQuantized, bias.count == layer.outputChannels,
+              let weightScales = IntegerWeights.channelScales(layer.precision, outputChannels: layer.outputChannels),
               let inputScale = inputScale(of: index, in: model) else { return nil }
         return quantize(bias.data, weightScales: weightScales, inputScale: inputScale)
     }
@@ -215,16 +203,7 @@ public enum BiasQuantization {
         var result = model
         for index in model.nodes.indices {
             guard let quantized = quantizedBias(of: index, in: model) else { continue }
-            switch result.nodes[index].operation {
-            case .conv(var conv):
-                conv.bias = Tensor(shape: [quantized.codes.count], data: quantized.values)
-                result.nodes[index].operation = .conv(conv)
-            case .linear(var linear):
-                linear.bias = Tensor(shape: [quantized.codes.count], data: quantized.values)
-                result.nodes[index].operation = .linear(linear)
-            default:
-                break
-            }
+            result.nodes[index].operation.weightLayer?.bias = Tensor(shape: [quantized.codes.count], data: quantized.values)
         }
         return result
     }

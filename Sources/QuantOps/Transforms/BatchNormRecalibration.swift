@@ -53,7 +53,7 @@ public enum BatchNormRecalibration {
         }
         guard !normNodes.isEmpty else {
             throw QuantizationError(place: "recalibrate bn", problem: "model \(model.name) has no batch-norm nodes",
-                                    remedy: "after `fold bn` they are part of the convs; recalibrate before folding")
+                                    unmet: .unfoldedBatchNorms)
         }
         guard batchSize >= 1 else {
             throw QuantizationError(place: "recalibrate bn", problem: "batch size \(batchSize)", remedy: "use 1 or more")

@@ -80,19 +80,17 @@ public enum Equalization {
 
     static func checkEqualizable(_ model: Model) throws {
         for node in model.nodes {
+            if let layer = node.operation.weightLayer, layer.precision.isQuantized {
+                throw QuantizationError(place: node.name, problem: "is already quantized (\(layer.precision.label)); equalizing would move its weights off the grid",
+                                        unmet: .floatWeights)
+            }
             switch node.operation {
-            case .conv(let conv) where conv.precision.isQuantized:
-                throw QuantizationError(place: node.name, problem: "is already quantized (\(conv.precision.label)); equalizing would move its weights off the grid",
-                                        remedy: "equalize before 'quantize weights'")
-            case .linear(let linear) where linear.precision.isQuantized:
-                throw QuantizationError(place: node.name, problem: "is already quantized (\(linear.precision.label)); equalizing would move its weights off the grid",
-                                        remedy: "equalize before 'quantize weights'")
             case .fakeQuantize:
                 throw QuantizationError(place: node.name, problem: "activation ranges were set for the unequalized weights",
-                                        remedy: "equalize before 'quantize activations'")
+                                        unmet: .floatActivations)
             case .batchNorm:
                 throw QuantizationError(place: node.name, problem: "a batch norm between convolutions would undo the equalizing scales",
-                                        remedy: "run 'fold bn' first")
+                                        unmet: .foldedBatchNorms)
             default:
                 continue
             }

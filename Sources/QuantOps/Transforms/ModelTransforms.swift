@@ -22,24 +22,12 @@ public enum ModelTransforms {
         for (layer, nodeIndex) in zip(layers, targets) {
             let name = working.nodes[nodeIndex].name
             do {
-                switch working.nodes[nodeIndex].operation {
-                case .conv(var conv):
-                    let (values, precision) = try quantizer.quantize(conv.weight)
-                    results.append(QuantizedLayer(layer: layer, name: name, precision: precision,
-                                                  relativeError: WeightStatistics.relativeError(values, conv.weight)))
-                    conv.weight = values
-                    conv.precision = precision
-                    working.nodes[nodeIndex].operation = .conv(conv)
-                case .linear(var linear):
-                    let (values, precision) = try quantizer.quantize(linear.weight)
-                    results.append(QuantizedLayer(layer: layer, name: name, precision: precision,
-                                                  relativeError: WeightStatistics.relativeError(values, linear.weight)))
-                    linear.weight = values
-                    linear.precision = precision
-                    working.nodes[nodeIndex].operation = .linear(linear)
-                default:
-                    break
-                }
+                guard var weights = working.nodes[nodeIndex].operation.weightLayer else { continue }
+                let (values, precision) = try quantizer.quantize(weights.weight)
+                results.append(QuantizedLayer(layer: layer, name: name, precision: precision,
+                                              relativeError: WeightStatistics.relativeError(values, weights.weight)))
+                (weights.weight, weights.precision) = (values, precision)
+                working.nodes[nodeIndex].operation.weightLayer = weights
             } catch let error as QuantizationError {
                 throw error.located(at: "layer \(layer) (\(name))")
             }
@@ -63,18 +51,10 @@ public enum ModelTransforms {
             let producer = node.inputs[0]
             guard working.soleConsumer(of: producer) == index else { continue }
             let producerName = working.nodes[producer].name
-            switch working.nodes[producer].operation {
-            case .conv(var conv):
-                try checkFoldable(conv.precision, conv.outChannels, norm, layer: producerName, norm: node.name)
-                (conv.weight, conv.bias) = fold(weight: conv.weight, bias: conv.bias, norm)
-                working.nodes[producer].operation = .conv(conv)
-            case .linear(var linear):
-                try checkFoldable(linear.precision, linear.weight.shape[0], norm, layer: producerName, norm: node.name)
-                (linear.weight, linear.bias) = fold(weight: linear.weight, bias: linear.bias, norm)
-                working.nodes[producer].operation = .linear(linear)
-            default:
-                continue
-            }
+            guard var layer = working.nodes[producer].operation.weightLayer else { continue }
+            try checkFoldable(layer.precision, layer.outputChannels, norm, layer: producerName, norm: node.name)
+            (layer.weight, layer.bias) = fold(weight: layer.weight, bias: layer.bias, norm)
+            working.nodes[producer].operation.weightLayer = layer
             folded.insert(index)
         }
         working.bypassAndRemove(folded)
