@@ -99,9 +99,15 @@ static int decode_jpeg(FILE *file, int header_only, qsh_image *image, char *mess
     }
     while (info.output_scanline < info.output_height) {
         int y = (int)info.output_scanline;
+        uint8_t *out = pixels + (size_t)y * (size_t)width * 3;
+        if (!cmyk && components == 3) {
+            /* RGB rows land in place: no copy, and most files take this path. */
+            JSAMPROW rows[1] = {out};
+            if (jpeg_read_scanlines(&info, rows, 1) != 1) break;
+            continue;
+        }
         JSAMPROW rows[1] = {row};
         if (jpeg_read_scanlines(&info, rows, 1) != 1) break;
-        uint8_t *out = pixels + (size_t)y * (size_t)width * 3;
         for (int x = 0; x < width; x++) {
             const uint8_t *in = row + (size_t)x * (size_t)components;
             if (cmyk) {
