@@ -106,6 +106,39 @@ final class EngineCompiledModelTests: XCTestCase {
         }
     }
 
+    /// A parked compiled model serves the next run of the same model and settings only: a
+    /// changed weight or thread count prepares a new one, and the parked one computes as a new
+    /// one would.
+    func testParkedModelsServeOnlyTheSameModelAndSettings() throws {
+        let model = syntheticModel()
+        var random = KernelTests.SplitMix(state: 5)
+        let input = random.tensor([2, 3, 12, 12])
+        let first = try CompiledModel.reusing(model)
+        let expected = try first.logits(input)
+        first.park()
+        let again = try CompiledModel.reusing(model)
+        XCTAssertTrue(again === first, "the same model should reuse the parked primitives")
+        XCTAssertEqual(try again.logits(input), expected)
+        again.park()
+        XCTAssertTrue(try CompiledModel.reusing(model) === first)
+        first.park()
+
+        var changed = model
+        let fc = changed.nodeIndex(named: "fc")!
+        guard case .linear(var linear) = changed.nodes[fc].operation else { return XCTFail("fc is not linear") }
+        linear.weight.data[0] += 1
+        changed.nodes[fc].operation = .linear(linear)
+        let other = try CompiledModel.reusing(changed)
+        XCTAssertFalse(other === first, "a changed weight must not reuse the parked primitives")
+        XCTAssertNotEqual(try other.logits(input), expected)
+        other.park()
+
+        let threads = EngineSettings.threads
+        defer { EngineSettings.threads = threads }
+        EngineSettings.threads = threads + 1
+        XCTAssertFalse(try CompiledModel.reusing(changed) === other, "another thread count prepares anew")
+    }
+
     func testShapeErrorsNameTheNode() throws {
         var model = syntheticModel()
         model.nodes[model.nodeIndex(named: "strided")!].operation = .conv(Conv2D(weight: Tensor(zeros: [16, 7, 3, 3])))

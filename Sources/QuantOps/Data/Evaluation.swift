@@ -55,11 +55,13 @@ public enum Evaluation {
         predictions.reserveCapacity(selected.count)
         var stoppedEarly = false
         var done = 0
-        // Primitives and buffers are prepared once and reused for every batch.
+        // Primitives and buffers are prepared once and reused for every batch, and the
+        // primitives for the next evaluation of the same model.
         if arithmetic == .int8, ConvolutionBackend.current != .oneDNN {
             throw EngineError(node: model.name, problem: "int8 arithmetic runs on oneDNN, and the convolution backend is \(ConvolutionBackend.current)")
         }
-        let compiled = ConvolutionBackend.current == .oneDNN ? try CompiledModel(model, arithmetic: arithmetic) : nil
+        let compiled = ConvolutionBackend.current == .oneDNN ? try CompiledModel.reusing(model, arithmetic: arithmetic) : nil
+        defer { compiled?.park() }
         let chunks = Swift.stride(from: 0, to: selected.count, by: batchSize).map {
             Array(selected[$0..<min($0 + batchSize, selected.count)])
         }
