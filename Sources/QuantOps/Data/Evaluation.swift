@@ -19,14 +19,6 @@ public struct EvaluationResult: Sendable, Equatable {
 }
 
 public enum Evaluation {
-    /// Whether preparing batches in the background pays: only when the engine's workers leave a
-    /// core free. When they use every core, the background work takes turns with one of them,
-    /// and the others then wait for it, idle, at each of the engine's barriers; preparing each
-    /// batch before it runs, on all cores, costs only the preparation's own time.
-    public static var preparesInBackground: Bool {
-        ProcessInfo.processInfo.activeProcessorCount > EngineSettings.threads
-    }
-
     /// The record indices an evaluation visits: every `stride`-th record, then at most `limit`,
     /// then, with `part`, that shard's contiguous share of them.
     public static func indices(count: Int, limit: Int?, stride: Int, part: Shard? = nil) -> [Int] {
@@ -39,12 +31,9 @@ public enum Evaluation {
     /// Classifies the selected images in batches. `progress(done, total)` is called after
     /// each batch and `shouldStop` is polled before each, so Ctrl-C ends a run cleanly.
     /// `logits` receives each batch's logits (rows in evaluation order). The next batch is
-    /// prepared on a background queue while the model runs on the current one when
-    /// `prepareInBackground` (by default, when the engine leaves a core free:
-    /// `preparesInBackground`), and just before it runs otherwise.
+    /// prepared on a background queue while the model runs on the current one.
     public static func run(model: Model, dataset: any LabeledImages, limit: Int? = nil, stride: Int = 1, part: Shard? = nil,
                            batchSize: Int = 200, arithmetic: Arithmetic = .float,
-                           prepareInBackground: Bool = Evaluation.preparesInBackground,
                            progress: ((Int, Int) -> Void)? = nil,
                            shouldStop: (() -> Bool)? = nil, logits logitsSink: ((Tensor) -> Void)? = nil) throws -> EvaluationResult {
         let selected = indices(count: dataset.count, limit: limit, stride: stride, part: part)
@@ -69,12 +58,12 @@ public enum Evaluation {
         func prefetch(_ position: Int) -> Prefetched<Tensor>? {
             guard position < chunks.count else { return nil }
             let chunk = chunks[position]
-            return Prefetched(inBackground: prepareInBackground) { try dataset.batch(chunk, normalization: normalization) }
+            return Prefetched { try dataset.batch(chunk, normalization: normalization) }
         }
         var next = prefetch(0)
         // A run that stops early still waits for the batch being prepared, so that no work
         // outlives the call.
-        defer { next?.settle() }
+        defer { _ = try? next?.value() }
         for position in chunks.indices {
             if shouldStop?() == true {
                 stoppedEarly = true
