@@ -109,6 +109,31 @@ final class ImageFolderTests: XCTestCase {
         XCTAssert(batch.data.allSatisfy { $0 >= 0 && $0 <= 1 })
     }
 
+    /// Crops are kept between batches (`CropCache`), but a file that changes is decoded again:
+    /// a replaced image gives its new pixels, and one damaged after it was kept is an error.
+    func testKeptCropsFollowTheirFiles() throws {
+        let root = try makeFolder()
+        let options = ImageFolderOptions(preprocessing: ImagePreprocessing(resize: 36, crop: 32))
+        let identity = Normalization(mean: [0, 0, 0], std: [1, 1, 1])
+        let folder = try ImageFolder(name: "x", root: root, options: options)
+        let first = try folder.batch([1, 2], normalization: identity)
+        XCTAssertEqual(try folder.batch([1, 2], normalization: identity), first)
+        XCTAssertEqual(try ImageFolder(name: "x", root: root, options: options).batch([1, 2], normalization: identity), first)
+
+        let gray = try Data(contentsOf: Self.fixtures.appendingPathComponent("la-17x23.png"))
+        try gray.write(to: root.appendingPathComponent("a/2.png"))
+        let replaced = try folder.batch([1, 2], normalization: identity)
+        XCTAssertNotEqual(Array(replaced.data.prefix(3 * 32 * 32)), Array(first.data.prefix(3 * 32 * 32)))
+        XCTAssertEqual(Array(replaced.data.suffix(3 * 32 * 32)), Array(first.data.suffix(3 * 32 * 32)))
+        XCTAssertEqual(try folder.batch([0], normalization: identity).data, Array(replaced.data.prefix(3 * 32 * 32)),
+                       "a/2.png now holds a/1.PNG's image")
+
+        try Data([0xFF, 0xD8, 0xFF, 0x00, 0x01]).write(to: root.appendingPathComponent("b/z.png"))
+        XCTAssertThrowsError(try folder.batch([1, 2], normalization: identity)) { error in
+            XCTAssert("\(error)".contains("z.png"), "\(error)")
+        }
+    }
+
     func testStrictNamesTheUnreadableFile() throws {
         let root = try makeFolder()
         XCTAssertThrowsError(try ImageFolder(name: "x", root: root, options: ImageFolderOptions(strict: true))) { error in

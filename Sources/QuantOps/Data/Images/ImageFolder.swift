@@ -195,7 +195,8 @@ public struct ImageFolder: LabeledImages {
         return entries
     }
 
-    /// Decodes, resizes and crops the images at `indices` in parallel, then normalizes them.
+    /// Decodes, resizes and crops the images at `indices` in parallel (or takes the crops an
+    /// earlier batch kept: `CropCache`), then normalizes them.
     public func batch(_ indices: [Int], normalization: Normalization) throws -> Tensor {
         let crop = options.preprocessing.crop
         let plane = crop * crop
@@ -210,14 +211,21 @@ public struct ImageFolder: LabeledImages {
             nonisolated(unsafe) let target = buffer
             DispatchQueue.concurrentPerform(iterations: indices.count) { position in
                 let path = self.path(of: indices[position])
-                let image: RGBImage
-                do { image = try ImageDecoding.rgb(path) } catch {
-                    failureSlots[position] = error as? ImageDecodingError ?? ImageDecodingError(path: path, reason: "\(error)")
-                    return
+                let key = CropCache.key(path, preprocessing)
+                let cropped: [UInt8]
+                if let key, let kept = CropCache.shared.crop(for: key) {
+                    cropped = kept
+                } else {
+                    let image: RGBImage
+                    do { image = try ImageDecoding.rgb(path) } catch {
+                        failureSlots[position] = error as? ImageDecodingError ?? ImageDecodingError(path: path, reason: "\(error)")
+                        return
+                    }
+                    cropped = preprocessing.apply(image).pixels
+                    if let key { CropCache.shared.keep(cropped, for: key) }
                 }
-                let cropped = preprocessing.apply(image)
                 let base = position * 3 * plane
-                cropped.pixels.withUnsafeBufferPointer { pixels in
+                cropped.withUnsafeBufferPointer { pixels in
                     for channel in 0..<3 {
                         let table = tables[channel]
                         let out = base + channel * plane
