@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Inference throughput of imported ONNX models, all in one run: qsh's `eval` as users run it
-# (the img/s it prints, JPEG decoding and resizing overlapped with inference) on the ImageNet
-# sample, against ONNX Runtime and OpenVINO on the same file with the same batch and threads (on
+# (the img/s it prints) on the ImageNet sample: the first eval of a session, which decodes and
+# resizes every JPEG (overlapped with inference), and the best later one, which finds the crops
+# qsh keeps; against ONNX Runtime and OpenVINO on the same file with the same batch and threads (on
 # a ready-made input tensor: no decoding). Models: EfficientNet-Lite0 (shared) and a full-width
 # ResNet-18 exported from PyTorch with random weights (made here; needs torch). Prints the CPU's
 # ISA, the OpenMP policy and the ratios.
@@ -83,7 +84,9 @@ for name in efficientnet-lite0 resnet18; do
     python3 - "$work/$name.log" "$name" >> "$results" <<'PY'
 import re, sys
 rates = [float(r) for r in re.findall(r"([\d.]+) images/s\)", open(sys.argv[1]).read())]
-print(f"{sys.argv[2]} qsh {max(rates):.1f}")
+# The first eval decodes every JPEG; later ones find the crops qsh keeps (CropCache).
+print(f"{sys.argv[2]} first {rates[0]:.1f}")
+print(f"{sys.argv[2]} qsh {max(rates[1:] or rates):.1f}")
 PY
     # The engine alone on a ready-made batch, as the two runtimes below are timed.
     "$engine" --onnx "$file" --threads "$threads" --batch "$batch" --images "$images" --repeats "$repeats" \
@@ -118,11 +121,10 @@ for line in open(sys.argv[1]):
     model, runtime, rate = line.split()
     rows.setdefault(model, {})[runtime] = float(rate)
 print()
-print(f"{'model':>18} {'qsh eval':>9} {'engine':>8} {'ORT':>8} {'OpenVINO':>9} {'eval/best':>10} {'engine/ORT':>11} "
-      f"{'engine/OV':>10} {'engine/best':>12}")
+print(f"{'model':>18} {'1st eval':>9} {'eval':>8} {'engine':>8} {'ORT':>8} {'OpenVINO':>9} {'1st/best':>9} {'eval/best':>10} "
+      f"{'engine/best':>12}")
 for model, r in rows.items():
     best = max(r["onnxruntime"], r["openvino"])
-    print(f"{model:>18} {r['qsh']:>9.1f} {r['engine']:>8.1f} {r['onnxruntime']:>8.1f} {r['openvino']:>9.1f} "
-          f"{r['qsh'] / best:>10.2f} {r['engine'] / r['onnxruntime']:>11.2f} {r['engine'] / r['openvino']:>10.2f} "
-          f"{r['engine'] / best:>12.2f}")
+    print(f"{model:>18} {r['first']:>9.1f} {r['qsh']:>8.1f} {r['engine']:>8.1f} {r['onnxruntime']:>8.1f} {r['openvino']:>9.1f} "
+          f"{r['first'] / best:>9.2f} {r['qsh'] / best:>10.2f} {r['engine'] / best:>12.2f}")
 PY
