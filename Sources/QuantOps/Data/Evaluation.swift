@@ -97,9 +97,20 @@ public enum Evaluation {
     }
 
     /// Positions of the largest values, highest first; ties go to the lower index, as argmax does.
+    /// One pass that keeps the best `count` so far, not a sort of all classes: with 1,000
+    /// ImageNet classes a sort per image was a visible part of an evaluation's time.
     static func topIndices(_ scores: ArraySlice<Float>, count: Int) -> [Int] {
-        let base = scores.startIndex
-        let order = scores.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
-        return order.prefix(count).map { $0 - base }
+        var best: [Int] = []
+        best.reserveCapacity(count + 1)
+        for index in scores.indices {
+            let score = scores[index]
+            // Scanning in index order, a later index only wins a tie-free comparison.
+            guard best.count < count || score > scores[best[best.count - 1]] else { continue }
+            var position = best.count
+            while position > 0 && score > scores[best[position - 1]] { position -= 1 }
+            best.insert(index, at: position)
+            if best.count > count { best.removeLast() }
+        }
+        return best.map { $0 - scores.startIndex }
     }
 }
