@@ -45,6 +45,22 @@ enum BlockedConvolutions {
     }
 }
 
+/// How a kernel's items (Winograd tiles, output pixels) split into units of work: chunks of
+/// about `preferred` items, as many as a multiple of the workers and equal in size, so that no
+/// worker waits on another's last chunk.
+struct WorkChunks {
+    let itemsPerChunk: Int
+    let count: Int
+
+    init(items: Int, preferred: Int, workers: Int = EngineSettings.threads) {
+        let workers = max(1, workers)
+        var chunks = max(1, (items + max(1, preferred) - 1) / max(1, preferred))
+        chunks = (chunks + workers - 1) / workers * workers
+        itemsPerChunk = max(1, (items + chunks - 1) / chunks)
+        count = (items + itemsPerChunk - 1) / itemsPerChunk
+    }
+}
+
 /// What the kernels apply to each output: bias, residual sum, clamp.
 struct ConvolutionEpilogue {
     /// Padded with zeros to a multiple of 8: the kernels read it 8 channels at a time.

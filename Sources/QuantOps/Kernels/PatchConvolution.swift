@@ -56,13 +56,9 @@ final class PatchConvolution: BlockedConvolution {
         packedWeights = packed
         self.epilogue = epilogue
         pixels = n * geometry.outHeight * geometry.outWidth
-        // Equal chunks, a multiple of the workers, so no worker waits on another's last chunk.
-        let workers = max(1, EngineSettings.threads)
-        let preferred = Self.preferredPixelsPerChunk(depth: depth, outputs: (k + 15) / 16 * 16)
-        var chunks = max(1, (pixels + preferred - 1) / preferred)
-        chunks = (chunks + workers - 1) / workers * workers
-        pixelsPerChunk = max(1, (pixels + chunks - 1) / chunks)
-        self.chunks = (pixels + pixelsPerChunk - 1) / pixelsPerChunk
+        let split = WorkChunks(items: pixels, preferred: Self.preferredPixelsPerChunk(depth: depth, outputs: (k + 15) / 16 * 16))
+        pixelsPerChunk = split.itemsPerChunk
+        chunks = split.count
     }
 
     func run(source: UnsafeRawPointer, destination: UnsafeMutableRawPointer) {

@@ -52,13 +52,9 @@ final class WinogradConvolution: BlockedConvolution {
         packedWeights = packed
         self.epilogue = epilogue
         tiles = n * ((geometry.outHeight + 3) / 4) * ((geometry.outWidth + 3) / 4)
-        // Equal chunks, a multiple of the workers, so no worker waits on another's last chunk.
-        let workers = max(1, EngineSettings.threads)
-        let preferred = Self.preferredTilesPerChunk(inChannels: c, outChannels: k)
-        var chunks = max(1, (tiles + preferred - 1) / preferred)
-        chunks = (chunks + workers - 1) / workers * workers
-        tilesPerChunk = max(1, (tiles + chunks - 1) / chunks)
-        self.chunks = (tiles + tilesPerChunk - 1) / tilesPerChunk
+        let split = WorkChunks(items: tiles, preferred: Self.preferredTilesPerChunk(inChannels: c, outChannels: k))
+        tilesPerChunk = split.itemsPerChunk
+        chunks = split.count
     }
 
     func run(source: UnsafeRawPointer, destination: UnsafeMutableRawPointer) {
