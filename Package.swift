@@ -54,7 +54,7 @@ let package = Package(
         .executableTarget(
             name: "qsh",
             dependencies: [
-                "Interpreter", "CShims", "CLineEditor", "CReadline",
+                "Interpreter", "QuantOps", "CShims", "CLineEditor", "CReadline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: releaseSpeed),

@@ -92,6 +92,8 @@ func benchmarkONNX(_ file: String, _ options: Options) throws {
 
 do {
     let options = try parse(Array(CommandLine.arguments.dropFirst()))
+    // As the qsh binary chooses for a recipe of float inference only.
+    CPUCapabilities.limitInstructionSet(.auto, floatInferenceOnly: true)
     EngineSettings.threads = options.threads
     ConvolutionBackend.current = options.backend
     if let file = options.onnx {

@@ -2,6 +2,7 @@ import ArgumentParser
 import CShims
 import Foundation
 import Interpreter
+import QuantOps
 
 /// `qsh`: run recipes, check them, or explore a model in the REPL.
 struct Qsh: ParsableCommand {
@@ -30,6 +31,15 @@ struct SessionOptions: ParsableArguments {
 
     @Option(help: "Inference threads (default: all cores).")
     var threads: Int?
+
+    @Option(help: ArgumentHelp("Vector instructions of the engine's kernels: auto, avx2 or avx512. auto takes AVX2 for a recipe of float inference only (no engine=int8, distill or finetune) where the CPU's 512-bit FMAs compute no more than 256-bit ones (AMD Zen 4), and AVX-512 otherwise. ONEDNN_MAX_CPU_ISA, when set, decides instead.", valueName: "isa"))
+    var isa: InstructionSetChoice = .auto
+
+    /// Chooses the instruction set before the engine's first kernel, for `recipe` (nil: the
+    /// REPL, which may run anything).
+    func limitInstructionSet(for recipe: String?) {
+        CPUCapabilities.limitInstructionSet(isa, floatInferenceOnly: recipe.map(RecipeRunner.runsOnlyFloatInference) ?? false)
+    }
 
     func makeSession() throws -> Session {
         let session = Session()
@@ -113,15 +123,18 @@ struct Run: ParsableCommand {
         }
         let runner = RecipeRunner(session: session)
         if let command {
+            options.limitInstructionSet(for: command)
             try finish(runner.run(text: command, fileName: "<-c>"), session: session)
         }
         if let file {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                 throw ValidationError("cannot read recipe '\(file)': no such file or not UTF-8 text")
             }
+            options.limitInstructionSet(for: text)
             try finish(runner.run(text: text, fileName: file), session: session)
         }
         if isatty(STDIN_FILENO) != 0 {
+            options.limitInstructionSet(for: nil)
             let reader = ReadlineReader(session: session)
             session.output.line("qsh \(QshVersion.string): type 'help' for commands, Ctrl-D to leave.")
             Repl(interpreter: Interpreter(session: session), reader: reader).run()
@@ -130,8 +143,9 @@ struct Run: ParsableCommand {
             if jsonReport != nil { try finish(.success, session: session) }
             return
         }
-        let input = FileHandle.standardInput.readDataToEndOfFile()
-        try finish(runner.run(text: String(decoding: input, as: UTF8.self), fileName: "<stdin>"), session: session)
+        let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        options.limitInstructionSet(for: input)
+        try finish(runner.run(text: input, fileName: "<stdin>"), session: session)
     }
 }
 
@@ -172,6 +186,7 @@ struct Test: ParsableCommand {
 
     func run() throws {
         qsh_install_interrupt_handler()
+        options.limitInstructionSet(for: nil)
         let runner = DocTestRunner(setup: { session in try options.configure(session) })
         throw ExitCode(runner.run(paths: files, report: StandardStream.output()).rawValue)
     }
@@ -249,3 +264,5 @@ do {
     if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
     exit(code == .validationFailure || code.rawValue == 64 ? ExitStatus.usage.rawValue : code.rawValue)
 }
+
+extension InstructionSetChoice: ExpressibleByArgument {}

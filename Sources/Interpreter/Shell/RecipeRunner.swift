@@ -41,6 +41,33 @@ public struct RecipeRunner {
         }
     }
 
+    /// Whether a recipe's kernels are float inference only, as far as its text says: no
+    /// `engine=` option other than a literal `float` (a variable could hold `int8`), no training
+    /// (`distill`, `finetune`), and no `source` of another file. Text that does not parse says
+    /// no: it will not run anyway.
+    public static func runsOnlyFloatInference(_ text: String) -> Bool {
+        guard let program = try? Parser.parse(SourceFile(name: "", text: text)) else { return false }
+        let otherKernels: Set<String> = ["source", "distill", "finetune"]
+        func floatInference(_ statements: [Statement]) -> Bool {
+            statements.allSatisfy { statement in
+                switch statement {
+                case .command(let command):
+                    if otherKernels.contains(command.name) { return false }
+                    return command.arguments.allSatisfy { argument in
+                        guard case .option(let key, _, let value) = argument, key == "engine" else { return true }
+                        switch value.syntax {
+                        case .identifier("float"), .string("float"): return true
+                        default: return false
+                        }
+                    }
+                case .loop(let loop): return floatInference(loop.body)
+                case .assignment, .expectation: return true
+                }
+            }
+        }
+        return floatInference(program.statements)
+    }
+
     /// Runs (or only checks) a recipe and reports errors on the session's error stream.
     @discardableResult
     public func run(text: String, fileName: String, checkOnly: Bool = false) -> ExitStatus {
