@@ -25,9 +25,7 @@ declare -A maxlen=([qlang]=1024 [run-record]=8192 [pickle]=4096 [torch-legacy]=4
 # then run LeakSanitizer after every input, so torch-zip checks for leaks once, at exit.
 declare -A extra=([torch-zip]=-detect_leaks=0)
 # run-record: the JSON run records `qsh merge` reads (FuzzQLang's harness table).
-# onnx is left out of `all` (and so of CI) until its slow inputs are bounded: a 20 s run found a
-# 1 s import (.fuzz/onnx/timeout-*); run it by name.
-order=(qlang run-record pickle torch-legacy torch-zip safetensors cifar image)
+order=(qlang run-record pickle torch-legacy torch-zip safetensors cifar onnx image)
 
 target="${1:-}"
 seconds="${2:-60}"

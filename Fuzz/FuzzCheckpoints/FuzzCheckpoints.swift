@@ -148,7 +148,7 @@ enum ONNXHarness {
         let imported: ONNXImport
         do {
             imported = try ONNXImporter.read(Data(bytes), file: "fuzz.onnx", name: "fuzz",
-                                             options: ONNXImportOptions(activationLimit: 1 << 16))
+                                             options: ONNXImportOptions(activationLimit: 1 << 16, workLimit: 1 << 22))
         } catch is ONNXImportError {
             return
         } catch {

@@ -131,6 +131,29 @@ final class ONNXImportTests: XCTestCase {
         XCTAssertTrue(try XCTUnwrap(try importError(old)).problem.contains("opset 9"))
     }
 
+    /// The work limit counts multiply-adds exactly: a limit one below the stem convolution's own
+    /// cost stops at that node, and a limit equal to it lets the import go on to a later node.
+    func testWorkLimitCountsMultiplyAddsPerImage() throws {
+        let model = try proto("resnet18")
+        let imported = try ONNXImporter.read(try model.serializedBytes(), file: "r.onnx", name: "r").model
+        guard let stem = imported.nodes.lazy.compactMap({ node -> Conv2D? in
+            if case .conv(let conv) = node.operation { return conv } else { return nil }
+        }).first else { return XCTFail("no convolution") }
+        let (channels, height, width) = (imported.inputShape[0], imported.inputShape[1], imported.inputShape[2])
+        let (outChannels, kernelHeight, kernelWidth) = (stem.weight.shape[0], stem.weight.shape[2], stem.weight.shape[3])
+        let outHeight = (height + stem.padding.0 + stem.trailingPadding.0 - stem.dilation.0 * (kernelHeight - 1) - 1) / stem.stride.0 + 1
+        let outWidth = (width + stem.padding.1 + stem.trailingPadding.1 - stem.dilation.1 * (kernelWidth - 1) - 1) / stem.stride.1 + 1
+        let stemWork = outChannels * outHeight * outWidth * (channels / stem.groups) * kernelHeight * kernelWidth
+        let stemNode = try XCTUnwrap(model.graph.node.first { $0.opType == "Conv" }).name
+
+        let atStem = try XCTUnwrap(try importError(model, options: ONNXImportOptions(workLimit: stemWork - 1)))
+        XCTAssertTrue(atStem.node?.contains(stemNode) == true, "\(atStem)")
+        XCTAssertTrue(atStem.problem.contains("\(stemWork - 1) multiply-adds per image"), atStem.problem)
+        XCTAssertNotNil(atStem.remedy)
+        let later = try XCTUnwrap(try importError(model, options: ONNXImportOptions(workLimit: stemWork)))
+        XCTAssertFalse(later.node?.contains(stemNode) == true, "\(later)")
+    }
+
     func testTruncatedAndGarbageFilesAreErrors() throws {
         let data = try Data(contentsOf: Self.fixtures.appendingPathComponent("resnet18.onnx"))
         for cut in [1, 100, data.count / 2, data.count - 1] {

@@ -25,11 +25,16 @@ public struct ONNXImportOptions: Sendable, Equatable {
     public var normalization: Normalization?
     /// The most elements one image's input or any activation may have; larger graphs are refused.
     public var activationLimit: Int
+    /// The most multiply-adds (and pooling-window reads) one image may cost; costlier graphs are
+    /// refused before the check run that ends every import.
+    public var workLimit: Int
 
-    public init(imageSize: Int? = nil, normalization: Normalization? = nil, activationLimit: Int = ONNXImporter.activationLimit) {
+    public init(imageSize: Int? = nil, normalization: Normalization? = nil, activationLimit: Int = ONNXImporter.activationLimit,
+                workLimit: Int = ONNXImporter.workLimit) {
         self.imageSize = imageSize
         self.normalization = normalization
         self.activationLimit = activationLimit
+        self.workLimit = workLimit
     }
 }
 
@@ -67,6 +72,9 @@ public enum ONNXImporter {
     /// The default `ONNXImportOptions.activationLimit`: 2^26 elements (256 MB) per image, 80 times
     /// the largest activation of a ResNet-50 at 224x224.
     public static let activationLimit = 1 << 26
+    /// The default `ONNXImportOptions.workLimit`: 2^40 multiply-adds per image, 250 times a
+    /// ResNet-50 at 224x224.
+    public static let workLimit = 1 << 40
 
     /// Operators that become model nodes.
     public static let modelOperators = [
@@ -130,6 +138,8 @@ struct ONNXGraphImporter {
     /// it into their Reshapes); qsh runs any batch size.
     var declaredBatch: Int?
     var opset = 0
+    /// Multiply-adds per image of the nodes emitted so far.
+    var work = 0
     var folded = 0
     var absorbed = 0
 
@@ -356,13 +366,34 @@ struct ONNXGraphImporter {
                                weight: String? = nil) throws {
         // One image's activations stay within what any CNN needs, so a hostile file cannot make
         // the check at the end (and every evaluation) allocate without bound.
-        _ = try ONNXFolding.elementCount(shape.map { max($0, 1) }, "the output of \(onnx.opType)", limit: options.activationLimit)
+        let outputElements = try ONNXFolding.elementCount(shape.map { max($0, 1) }, "the output of \(onnx.opType)",
+                                                          limit: options.activationLimit)
+        try addWork(of: operation, outputElements: outputElements, onnx)
         var nodeName = Self.moduleName(onnx)
         if let weight, !weight.isEmpty, !weight.hasPrefix("onnx::") {
             nodeName = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight
         }
         let index = append(Node(name: nodeName, operation: operation, inputs: inputs))
         try define(onnx, .dynamic(Dynamic(node: index, shape: shape)))
+    }
+
+    /// Counts what `operation` costs per image, so that a file cannot make the check run (and
+    /// every evaluation) compute without bound through small tensors and large kernels.
+    private mutating func addWork(of operation: QuantOps.Operation, outputElements: Int, _ onnx: Onnx_NodeProto) throws {
+        let perOutput: Int
+        switch operation {
+        case .conv(let conv): perOutput = conv.weight.count / max(conv.weight.shape[0], 1)
+        case .linear(let linear): perOutput = linear.weight.count / max(linear.weight.shape[0], 1)
+        case .averagePool(let pooling), .maxPool(let pooling): perOutput = pooling.kernel * pooling.kernel
+        default: perOutput = 1
+        }
+        let (product, overflow) = outputElements.multipliedReportingOverflow(by: max(perOutput, 1))
+        let (total, overflowTotal) = work.addingReportingOverflow(product)
+        guard !overflow, !overflowTotal, total <= options.workLimit else {
+            throw ONNXFolding.Problem("\(onnx.opType) takes the network past \(options.workLimit) multiply-adds per image",
+                                      remedy: "import a smaller model or a smaller image size")
+        }
+        work = total
     }
 
     private mutating func importModelNode(_ node: Onnx_NodeProto, inputs: [Value?], attributes: ONNXAttributes) throws {
