@@ -101,6 +101,25 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertTrue(harness.errors.text.contains("with from=float"), harness.errors.text)
     }
 
+    /// ranges=learned moves the calibrated activation ranges between layers and says so;
+    /// resuming that run with fixed ranges is refused with a remedy.
+    func testLearnedActivationRangesThroughTheRecipe() throws {
+        let harness = try harness()
+        XCTAssertEqual(harness.run(Self.quantizedW4A4), .success, harness.errors.text)
+        let calibrated = ActivationQuantization.quantizers(in: try XCTUnwrap(harness.session.current?.model))
+        XCTAssertEqual(harness.run("finetune ait epochs=3 batch=8 lr=1e-3 inundation=false ranges=learned"), .success, harness.errors.text)
+        XCTAssertTrue(harness.output.text.contains("; 20 activation ranges learned"), harness.output.text)
+        let learned = ActivationQuantization.quantizers(in: try XCTUnwrap(harness.session.current?.model))
+        XCTAssertEqual(Set(learned.keys), Set(calibrated.keys))
+        XCTAssertEqual(learned.filter { calibrated[$0.key] != $0.value }.count, 20)
+
+        harness.errors.clear()
+        XCTAssertEqual(harness.run("finetune ait resume=true epochs=1 batch=8"), .recipeFailed)
+        XCTAssertTrue(harness.errors.text.contains("activation ranges trained as in the run it continues"), harness.errors.text)
+        XCTAssertEqual(harness.run("finetune ait epochs=1 ranges=sometimes"), .recipeFailed)
+        XCTAssertTrue(harness.errors.text.contains("learned"), harness.errors.text)
+    }
+
     func testResumeWithoutAFinetuneSaysHowToStart() throws {
         let harness = try harness()
         XCTAssertEqual(harness.run("load resnet20\nquantize layer 2.. bits=4\nfinetune ait resume=true"), .recipeFailed)

@@ -232,6 +232,48 @@ final class FinetuneTests: XCTestCase {
         XCTAssertEqual(continued.model, trainer.model(master: earlier.master))
     }
 
+    /// With learned ranges every activation quantizer between layers trains its step size (the
+    /// one on the input image and the zero points stay); without, the ranges stay as they were.
+    func testLearnedActivationRangesMoveTheStepSizesOnly() throws {
+        var random = SplitMix(state: 53)
+        let float = GradientTests.smallResidualNetwork(&random)
+        var student = float
+        _ = try ModelTransforms.quantize(&student, layers: [1, 2, 3, 4], with: .uniform(bits: 4, scheme: .asymmetric, granularity: .channel))
+        try ActivationQuantization.quantize(&student, with: ActivationQuantizer(bits: 4, scheme: .asymmetric))
+        for index in student.nodes.indices {
+            guard case .fakeQuantize(var quantizer) = student.nodes[index].operation else { continue }
+            quantizer.range = -1 ... 2
+            student.nodes[index].operation = .fakeQuantize(quantizer)
+        }
+        let quantizers = { (model: Model) in model.nodes.indices.compactMap { index -> (Int, ActivationQuantizer)? in
+            guard case .fakeQuantize(let quantizer) = model.nodes[index].operation else { return nil }
+            return (index, quantizer)
+        } }
+        let data = try Self.syntheticData(count: 24, seed: 3)
+        let options = FinetuneOptions(epochs: 2, learningRate: 1e-2, batchSize: 8, inundation: false)
+
+        let fixed = try QuantizationAwareTraining(student: student, teacher: float).run(on: data, options: options)
+        XCTAssertEqual(quantizers(fixed.model).map(\.1), quantizers(student).map(\.1))
+
+        let trainer = try QuantizationAwareTraining(student: student, teacher: float, learnsActivationRanges: true)
+        let inputQuantizers = quantizers(student).filter { student.nodes[student.nodes[$0.0].inputs[0]].operation == .input }
+        XCTAssertEqual(inputQuantizers.count, 1)
+        XCTAssertEqual(trainer.parameters.filter { $0.role == .activationStepSize }.count, quantizers(student).count - 1)
+        let learned = try trainer.run(on: data, options: options)
+        XCTAssertLessThan(learned.kept.kl, learned.initialKL)
+        for ((index, before), (_, after)) in zip(quantizers(student), quantizers(learned.model)) {
+            let (start, end) = (try XCTUnwrap(before.grid()), try XCTUnwrap(after.grid()))
+            XCTAssertEqual(end.zeroPoints, start.zeroPoints)
+            if inputQuantizers.contains(where: { $0.0 == index }) {
+                XCTAssertEqual(end.scales, start.scales)
+            } else {
+                XCTAssertNotEqual(end.scales, start.scales, "node \(student.nodes[index].name)")
+            }
+        }
+        // A state saved with learned ranges does not resume a run without them.
+        XCTAssertThrowsError(try QuantizationAwareTraining(student: student, teacher: float).run(on: data, options: options, from: learned.latest))
+    }
+
     func testStoppingBetweenStepsKeepsTheBestCompletedState() throws {
         var random = SplitMix(state: 47)
         let float = GradientTests.smallResidualNetwork(&random)

@@ -235,6 +235,27 @@ final class GradientTests: XCTestCase {
         XCTAssertThrowsError(try GradientTape(model: uncalibrated, input: input))
     }
 
+    /// LSQ's step-size gradient, computed here by hand: S = 3/15 and Z = 5 for the range [-1, 2]
+    /// at 4 bits; inside the range d x'/d S = round(x/S) - x/S, outside the clipped level minus Z
+    /// (-5 below, 10 above).
+    func testFakeQuantizerGivesLSQsStepSizeGradient() throws {
+        let quantizer = ActivationQuantizer(bits: 4, scheme: .asymmetric, range: -1...2)
+        let model = Self.model([("input", .input, []), ("quant", .fakeQuantize(quantizer), [0])])
+        let input = Tensor(shape: [1, 1, 2, 3], data: [-3, -0.99, 0, 0.4, 1.99, 5])
+        let seed = Tensor(shape: [1, 1, 2, 3], data: [1, 2, 3, 4, 5, 6])
+        let step = 3.0 / 15
+        let expected = 1 * -5.0 + 2 * (-5 - -0.99 / step) + 3 * 0 + 4 * (2 - 0.4 / step) + 5 * (10 - 1.99 / step) + 6 * 10
+        let gradients = try GradientTape(model: model, input: input).backward(seeds: [1: seed])
+        let scale = try XCTUnwrap(gradients.parameters[1]?.weight.data)
+        XCTAssertEqual(scale.count, 1)
+        XCTAssertEqual(Double(scale[0]), expected, accuracy: 1e-4)
+        // Moving the step keeps the levels and the zero point.
+        let moved = try XCTUnwrap(quantizer.withStepSize(0.25))
+        XCTAssertEqual(moved.grid()?.scales, [0.25])
+        XCTAssertEqual(moved.grid()?.zeroPoints, quantizer.grid()?.zeroPoints)
+        XCTAssertEqual(moved.grid()?.levels, quantizer.grid()?.levels)
+    }
+
     // MARK: - Whole networks
 
     /// conv-BN-ReLU stem, a residual block with an option-A shortcut, global pooling and a classifier.

@@ -28,6 +28,14 @@ enum FinetuneCommands {
         case batch
     }
 
+    /// Whether the activation ranges train with the weights.
+    enum ActivationRanges: String, CaseIterable {
+        /// As 'calibrate' left them.
+        case fixed
+        /// Each range between layers trains its step size (LSQ), the zero point kept.
+        case learned
+    }
+
     static var all: [CommandSpec] {
         [finetune, plotUpdates]
     }
@@ -52,6 +60,7 @@ enum FinetuneCommands {
             OptionParameter("jitter", .integer(0...64), default: .integer(0), help: "augment each batch: shift every image by up to this many pixels (vacated pixels zero); the teacher sees the same views"),
             OptionParameter("flip", .boolean, default: .boolean(false), help: "augment each batch: mirror images left-right at random"),
             OptionParameter("bn", .choice(BatchNormStatistics.self), default: .choice(BatchNormStatistics.running), help: "running: batch norms keep their running statistics; batch: train on batch statistics and re-estimate the running ones on the training images at every measured state"),
+            OptionParameter("ranges", .choice(ActivationRanges.self), default: .choice(ActivationRanges.fixed), help: "fixed: activation ranges stay as calibrated; learned: each activation range between layers trains its step size with the weights (LSQ's gradient), its zero point kept"),
             OptionParameter("inundation", .boolean, default: .boolean(true), help: "gradient inundation on or off"),
             OptionParameter("rho", .number(0...1), default: .number(1e-3), help: "fraction of each layer's integer weights to change per step"),
             OptionParameter("warmup", .integer(0...1_000_000), default: .integer(1), help: "epochs during which kappa is capped at 128"),
@@ -66,6 +75,7 @@ enum FinetuneCommands {
             "finetune ait data=distilled epochs=4 lr=1e-4 rho=1e-3 momentum=0.9 batch=64 seed=0",
             "finetune ait epochs=4 loss=kl+ce inundation=false",
             "finetune ait epochs=2 eval=cifar10 stride=50",
+            "finetune ait epochs=8 lr=1e-3 inundation=false ranges=learned",
             "finetune ait resume=true epochs=1",
         ]
     ) { invocation, session in
@@ -110,7 +120,8 @@ enum FinetuneCommands {
         let evaluationData = try invocation.optionalString("eval").map { try session.dataset(named: $0) }
         let stride = try invocation.int("stride")
         let teacher = try session.quantization.floatReference(in: session.models)
-        let trainer = try QuantizationAwareTraining(student: state.model, teacher: teacher)
+        let trainer = try QuantizationAwareTraining(student: state.model, teacher: teacher,
+                                                    learnsActivationRanges: try invocation.choice("ranges", as: ActivationRanges.self) == .learned)
         let quantizedLayers = trainer.parameters.filter { $0.grid != nil }.count
         if quantizedLayers == 0 {
             session.errors.line("note: no layer is quantized; the student trains as a float model")
@@ -168,6 +179,8 @@ enum FinetuneCommands {
             + (previous == nil ? " (\(trainer.layersFromTeacher) with float masters from the teacher"
                 + (trainer.layersPlacedFromTeacher > 0 ? ", \(trainer.layersPlacedFromTeacher) placed in their bins by the teacher's weights)" : ")")
                 : " (masters carried over)")
+        let learnedRanges = trainer.parameters.filter { $0.role == .activationStepSize }.count
+        if learnedRanges > 0 { summary += "; \(learnedRanges) activation range\(learnedRanges == 1 ? "" : "s") learned" }
         if outcome.interrupted { summary += " (interrupted)" }
         session.output.line(summary)
     }

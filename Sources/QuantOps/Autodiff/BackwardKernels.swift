@@ -129,20 +129,37 @@ enum BackwardKernels {
     /// straight through inside the clipping range and stop it outside (the straight-through
     /// estimator of quantization-aware training).
     static func straightThrough(input: Tensor, _ quantizer: ActivationQuantizer, outputGradient: Tensor,
-                                node: String) throws -> Tensor {
+                                node: String) throws -> (input: Tensor, scale: Float) {
         guard let grid = quantizer.grid() else {
             throw EngineError.uncalibrated(quantizer, node: node)
         }
         let scale = grid.scales[0], zeroPoint = grid.zeroPoints[0]
-        let lower = scale * (Float(grid.levels.lowerBound) - zeroPoint)
-        let upper = scale * (Float(grid.levels.upperBound) - zeroPoint)
+        let lowest = Float(grid.levels.lowerBound), highest = Float(grid.levels.upperBound)
+        let lower = scale * (lowest - zeroPoint)
+        let upper = scale * (highest - zeroPoint)
         var dx = outputGradient.data
-        input.data.withUnsafeBufferPointer { x in
-            dx.withUnsafeMutableBufferPointer { values in
-                for i in values.indices { values[i] = x[i] >= lower && x[i] <= upper ? values[i] : 0 }
+        // LSQ's gradient of the step size S (Esser et al., 2020): d x'/d S is x'/S - x/S inside
+        // the range, with the rounding passed straight through, and the clipped level's
+        // (level - Z) outside it; summed against the output's gradient in Double.
+        var scaleGradient = 0.0
+        if scale > 0 {
+            input.data.withUnsafeBufferPointer { x in
+                dx.withUnsafeMutableBufferPointer { values in
+                    for i in values.indices {
+                        let level = ActivationQuantizer.roundHalfEven(min(max(x[i] / scale, lowest - zeroPoint), highest - zeroPoint))
+                        if x[i] >= lower && x[i] <= upper {
+                            scaleGradient += Double(values[i]) * Double(level - x[i] / scale)
+                        } else {
+                            scaleGradient += Double(values[i]) * Double(level)
+                            values[i] = 0
+                        }
+                    }
+                }
             }
+        } else {
+            for i in dx.indices where !(input.data[i] >= lower && input.data[i] <= upper) { dx[i] = 0 }
         }
-        return Tensor(shape: input.shape, data: dx)
+        return (Tensor(shape: input.shape, data: dx), Float(scaleGradient))
     }
 
     /// The adjoint of the option-A shortcut: the kept pixels get their gradient, the rest zero.

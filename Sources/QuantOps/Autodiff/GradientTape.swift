@@ -11,7 +11,8 @@ public enum BatchNormMode: Sendable, Equatable {
 public struct Gradients: Sendable {
     /// With respect to the input batch; nil when not asked for.
     public var input: Tensor?
-    /// By node index: conv and linear weights and biases, batch-norm gamma (`weight`) and beta (`bias`).
+    /// By node index: conv and linear weights and biases, batch-norm gamma (`weight`) and beta
+    /// (`bias`), and the step size of fake-quantized activations (`weight`, one element).
     public var parameters: [Int: ParameterGradient]
 }
 
@@ -390,8 +391,9 @@ public struct GradientTape: Sendable {
         case .pointwise(let function):
             return ([BackwardKernels.pointwise(input: inputs[0], function, outputGradient: outputGradient)], nil, true)
         case .fakeQuantize(let quantizer):
-            return ([try BackwardKernels.straightThrough(input: inputs[0], quantizer, outputGradient: outputGradient,
-                                                         node: node.name)], nil, false)
+            // The parameter gradient is that of the quantizer's step size, for training its range.
+            let step = try BackwardKernels.straightThrough(input: inputs[0], quantizer, outputGradient: outputGradient, node: node.name)
+            return ([step.input], wantParameters ? ParameterGradient(weight: Tensor(shape: [1], data: [step.scale]), bias: nil) : nil, false)
         }
     }
 }

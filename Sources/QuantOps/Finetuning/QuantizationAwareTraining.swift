@@ -162,7 +162,11 @@ public struct FinetuneError: Error, CustomStringConvertible, Equatable {
 public struct QuantizationAwareTraining: Sendable {
     /// One trained tensor of the student.
     public struct Parameter: Sendable {
-        public enum Role: Sendable { case weight, bias }
+        public enum Role: Sendable {
+            case weight, bias
+            /// The step size of a fake-quantized activation, whose range then trains (LSQ).
+            case activationStepSize
+        }
         public var node: Int
         public var role: Role
         /// The weight layer's number (from 1), for weights of conv and linear layers.
@@ -184,7 +188,11 @@ public struct QuantizationAwareTraining: Sendable {
     public let layersPlacedFromTeacher: Int
     let startingMaster: [[Float]]
 
-    public init(student: Model, teacher: Model) throws {
+    /// With `learnsActivationRanges`, every fake-quantized activation between layers trains its
+    /// step size (its range, the zero point kept) by LSQ's gradient, scaled by
+    /// 1 / sqrt(elements per image x highest level) as LSQ does; the quantizer on the input image
+    /// keeps its range.
+    public init(student: Model, teacher: Model, learnsActivationRanges: Bool = false) throws {
         guard !student.nodes.isEmpty, !teacher.nodes.isEmpty else {
             throw FinetuneError(problem: "an empty model", remedy: "load a model first")
         }
@@ -226,6 +234,14 @@ public struct QuantizationAwareTraining: Sendable {
             if let bias {
                 parameters.append(Parameter(node: index, role: .bias, layer: nil, name: node.name, grid: nil))
                 master.append(bias.data)
+            }
+        }
+        if learnsActivationRanges {
+            for (index, node) in student.nodes.enumerated() {
+                guard case .fakeQuantize(let quantizer) = node.operation, let grid = quantizer.grid(), grid.scales[0] > 0,
+                      let source = node.inputs.first, student.nodes[source].operation != .input else { continue }
+                parameters.append(Parameter(node: index, role: .activationStepSize, layer: nil, name: node.name, grid: nil))
+                master.append([grid.scales[0]])
             }
         }
         guard !parameters.isEmpty else {
@@ -284,6 +300,14 @@ public struct QuantizationAwareTraining: Sendable {
         var model = student
         for (parameter, values) in zip(parameters, master) {
             let data = parameter.grid?.project(values) ?? values
+            if parameter.role == .activationStepSize {
+                // A step size kept positive: SGD may push a small one through zero.
+                if case .fakeQuantize(let quantizer) = model.nodes[parameter.node].operation,
+                   let moved = quantizer.withStepSize(max(data[0], 1e-8)) {
+                    model.nodes[parameter.node].operation = .fakeQuantize(moved)
+                }
+                continue
+            }
             if var layer = model.nodes[parameter.node].operation.weightLayer {
                 if parameter.role == .weight { layer.weight.data = data } else { layer.bias?.data = data }
                 model.nodes[parameter.node].operation.weightLayer = layer
@@ -352,7 +376,7 @@ public struct QuantizationAwareTraining: Sendable {
         let classes = teacherLog.count / max(data.count, 1)
         var state = checkpoint ?? initialCheckpoint()
         guard state.master.count == parameters.count, zip(state.master, startingMaster).allSatisfy({ $0.count == $1.count }) else {
-            throw FinetuneError(problem: "the saved training state does not fit this model", remedy: "fine-tune without resume")
+            throw FinetuneError(problem: "the saved training state does not fit this model", remedy: "fine-tune without resume, or with activation ranges trained as in the run it continues")
         }
         let validationLog = try validation.map { try teacherLogProbabilities($0) }
         func validate(_ model: Model) throws -> (kl: Double, agreement: Double)? {
@@ -383,6 +407,14 @@ public struct QuantizationAwareTraining: Sendable {
         var epochs: [FinetuneEpoch] = []
         var interrupted = false
         let lastNode = student.nodes.count - 1
+        // LSQ's gradient scale for each trained step size, 1 / sqrt(elements per image x highest
+        // level): it keeps the step size's update in proportion to the weights' across layers.
+        func stepSizeGradientScale(_ parameter: Parameter, on tape: GradientTape) -> Float {
+            guard case .fakeQuantize(let quantizer) = student.nodes[parameter.node].operation, let grid = quantizer.grid() else { return 1 }
+            let output = tape.outputs[parameter.node]
+            let elements = output.count / max(output.shape.first ?? 1, 1)
+            return 1 / (Float(max(elements, 1)) * Float(max(grid.levels.upperBound, 1))).squareRoot()
+        }
         let optimizer = NesterovSGD(learningRate: options.learningRate, momentum: options.momentum, weightDecay: options.weightDecay)
         let labels = data.labels(of: 0 ..< data.count)
 
@@ -440,7 +472,8 @@ public struct QuantizationAwareTraining: Sendable {
                 var layerSlot = 0
                 for (index, parameter) in parameters.enumerated() {
                     guard let gradient = gradients.parameters[parameter.node] else { continue }
-                    let raw = parameter.role == .weight ? gradient.weight.data : (gradient.bias?.data ?? [])
+                    var raw = parameter.role == .bias ? (gradient.bias?.data ?? []) : gradient.weight.data
+                    if parameter.role == .activationStepSize { raw = raw.map { $0 * stepSizeGradientScale(parameter, on: tape) } }
                     guard raw.count == state.master[index].count else { continue }
                     guard let grid = parameter.grid else {
                         optimizer.step(&state.master[index], velocity: &state.velocity[index], gradient: raw)

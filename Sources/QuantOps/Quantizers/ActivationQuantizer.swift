@@ -59,6 +59,16 @@ public struct ActivationQuantizer: Sendable, Equatable {
         }
     }
 
+    /// The quantizer whose grid has step size `scale` and the same levels and zero point, as
+    /// fine-tuning with learned ranges moves it; nil before calibration.
+    public func withStepSize(_ scale: Float) -> ActivationQuantizer? {
+        guard let grid = grid() else { return nil }
+        let zeroPoint = grid.zeroPoints[0]
+        var moved = self
+        moved.range = scale * (Float(grid.levels.lowerBound) - zeroPoint) ... scale * (Float(grid.levels.upperBound) - zeroPoint)
+        return moved
+    }
+
     /// Adding and subtracting 1.5 * 2^23 rounds a float of magnitude below 2^22 to the nearest
     /// integer, halves to even, in the default rounding mode; unlike `rounded(.toNearestOrEven)`
     /// it vectorizes without SSE4.1.
