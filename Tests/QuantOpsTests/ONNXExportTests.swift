@@ -166,7 +166,7 @@ final class ONNXExportTests: XCTestCase {
                 XCTAssertEqual(a, b, accuracy: 1e-6 * max(1, abs(b)), quantizer.label)
             }
             switch quantizer {
-            case .dorefa(bits: 8), .uniform(bits: 12, _, _):
+            case .dorefa(bits: 8), .uniform(bits: 12, _, _, _):
                 XCTAssertEqual(integer.storage, .int32, quantizer.label)
                 XCTAssertTrue(integer.zeroPoints.allSatisfy { $0 == 0 })
             default:

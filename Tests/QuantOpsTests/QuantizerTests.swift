@@ -96,6 +96,50 @@ final class QuantizerTests: XCTestCase {
         }
     }
 
+    /// clip=mse picks, per channel, the candidate range with the least squared error: checked
+    /// against a brute-force sweep of the same candidates with the quantization formula written
+    /// out here in Double, and it beats the full range when one weight is an outlier.
+    func testMSEClippingMinimizesTheSquaredErrorOverItsCandidates() throws {
+        var weight = randomWeight([4, 6, 3, 3], seed: 13)
+        weight.data[5] = 0.9                     // an outlier in channel 0, 9 times the scale
+        let perChannel = weight.count / 4
+        for scheme in [QuantizationScheme.symmetric, .asymmetric] {
+            for bits in [3, 4] {
+                let (clipped, precision) = try WeightQuantizer.uniform(bits: bits, scheme: scheme, granularity: .channel, clipping: .mse).quantize(weight)
+                let (full, _) = try WeightQuantizer.uniform(bits: bits, scheme: scheme, granularity: .channel).quantize(weight)
+                guard case .uniform(_, _, let grid) = precision else { return XCTFail("no grid record") }
+                for channel in 0 ..< 4 {
+                    let w = weight.data[channel * perChannel ..< (channel + 1) * perChannel].map(Double.init)
+                    func quantized(_ factor: Double) -> [Double] {
+                        if scheme == .symmetric {
+                            let qMax = Double((1 << (bits - 1)) - 1), scale = w.map(abs).max()! * factor / qMax
+                            return w.map { scale * min(max(($0 / scale).rounded(.toNearestOrEven), -qMax), qMax) }
+                        }
+                        let qMax = Double((1 << bits) - 1)
+                        let (low, high) = (min(w.min()!, 0) * factor, max(w.max()!, 0) * factor)
+                        let scale = (high - low) / qMax, zero = (-low / scale).rounded(.toNearestOrEven)
+                        return w.map { scale * (min(max(($0 / scale).rounded(.toNearestOrEven) + zero, 0), qMax) - zero) }
+                    }
+                    func squaredError(_ values: [Double]) -> Double { zip(w, values).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) }
+                    let bruteForce = WeightQuantizer.clippingFactors.map { squaredError(quantized(Double($0))) }.min()!
+                    let chosen = squaredError(clipped.data[channel * perChannel ..< (channel + 1) * perChannel].map(Double.init))
+                    let whole = squaredError(full.data[channel * perChannel ..< (channel + 1) * perChannel].map(Double.init))
+                    let context = "\(bits)-bit \(scheme.rawValue), channel \(channel)"
+                    XCTAssertEqual(chosen, bruteForce, accuracy: 1e-6 * max(bruteForce, 1e-12) + 1e-12, context)
+                    XCTAssertLessThanOrEqual(chosen, whole * (1 + 1e-6), context)
+                    if channel == 0 { XCTAssertLessThan(chosen, 0.99 * whole, "\(context): the outlier's range is clipped") }
+                    for value in clipped.data[channel * perChannel ..< (channel + 1) * perChannel] {
+                        let code = value / grid.scales[channel] + grid.zeroPoints[channel]
+                        XCTAssertEqual(code, code.rounded(), accuracy: 1e-3, "\(context): on the recorded grid")
+                        XCTAssertTrue(grid.levels.contains(Int(code.rounded())), context)
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(WeightQuantizer.uniform(bits: 4, scheme: .asymmetric, granularity: .channel, clipping: .mse).label,
+                       "4-bit asymmetric per channel, MSE-clipped")
+    }
+
     func testPerChannelScalesFollowEachFiltersRange() throws {
         let weight = Tensor(shape: [2, 3], data: [0.5, -1.0, 0.25, 2, 3, 0])
         let (values, precision) = try WeightQuantizer.uniform(bits: 3, scheme: .symmetric, granularity: .channel)

@@ -1,3 +1,13 @@
+/// How a uniform weight grid chooses its range.
+public enum WeightClipping: String, Sendable, CaseIterable {
+    /// The whole range, [min(W, 0), max(W, 0)] (symmetric: max|W|).
+    case minMax = "minmax"
+    /// The range shrunk by the factor in `WeightQuantizer.clippingFactors` that gives the least
+    /// squared error between each group's weights and their quantized values: at 4 bits and
+    /// below, resolution for the many small weights is worth more than the few largest.
+    case mse
+}
+
 /// The weight quantizers of methods.md §2. `quantize` returns fake-quantized floats (values that
 /// lie on the quantizer's grid) together with the precision record that lets an integer export
 /// recover the codes.
@@ -10,7 +20,7 @@ public enum WeightQuantizer: Sendable, Equatable {
     case dorefa(bits: Int)
     /// Uniform affine quantization, range [min(W, 0), max(W, 0)] per tensor or per output channel.
     /// With `scheme: .dorefa` the DoReFa formula is applied per tensor or per channel.
-    case uniform(bits: Int, scheme: QuantizationScheme, granularity: Granularity)
+    case uniform(bits: Int, scheme: QuantizationScheme, granularity: Granularity, clipping: WeightClipping = .minMax)
 
     /// The name used in reports and recipes.
     public var label: String {
@@ -18,8 +28,9 @@ public enum WeightQuantizer: Sendable, Equatable {
         case .ternary: return "ternary"
         case .binary: return "binary"
         case .dorefa(let bits): return "\(bits)-bit dorefa"
-        case .uniform(let bits, let scheme, let granularity):
+        case .uniform(let bits, let scheme, let granularity, let clipping):
             return "\(bits)-bit \(scheme.rawValue)" + (granularity == .channel ? " per channel" : " per tensor")
+                + (clipping == .mse ? ", MSE-clipped" : "")
         }
     }
 
@@ -41,7 +52,7 @@ public enum WeightQuantizer: Sendable, Equatable {
             return (Tensor(shape: weight.shape, data: values), .binary(alpha: alpha))
         case .dorefa(let bits):
             return try WeightQuantizer.uniform(bits: bits, scheme: .dorefa, granularity: .tensor).quantize(weight)
-        case .uniform(let bits, let scheme, let granularity):
+        case .uniform(let bits, let scheme, let granularity, let clipping):
             guard Self.validBits(for: scheme).contains(bits) else {
                 throw QuantizationError(
                     problem: "\(bits)-bit \(scheme.rawValue) quantization is not supported",
@@ -57,10 +68,11 @@ public enum WeightQuantizer: Sendable, Equatable {
                 let range = group * groupSize ..< (group + 1) * groupSize
                 let slice = weight.data[range]
                 let grid: (scale: Float, zeroPoint: Float, levels: ClosedRange<Int>)
+                let shrink = clipping == .mse && scheme != .dorefa ? Self.leastSquaredErrorFactor(slice, bits: bits, scheme: scheme) : 1
                 switch scheme {
                 case .dorefa: grid = Self.dorefa(slice, bits: bits, into: &values, at: range.lowerBound)
-                case .symmetric: grid = Self.symmetric(slice, bits: bits, into: &values, at: range.lowerBound)
-                case .asymmetric: grid = Self.asymmetric(slice, bits: bits, into: &values, at: range.lowerBound)
+                case .symmetric: grid = Self.symmetric(slice, bits: bits, into: &values, at: range.lowerBound, shrink: shrink)
+                case .asymmetric: grid = Self.asymmetric(slice, bits: bits, into: &values, at: range.lowerBound, shrink: shrink)
                 }
                 scales.append(grid.scale)
                 zeroPoints.append(grid.zeroPoint)
@@ -142,12 +154,34 @@ public enum WeightQuantizer: Sendable, Equatable {
     }
 
     /// S = max(|r_min|, |r_max|) / (2^(b-1) - 1), q = clamp(round(r/S), -(2^(b-1)-1), 2^(b-1)-1), r' = S*q.
-    static func symmetric(_ w: ArraySlice<Float>, bits: Int, into values: inout [Float], at start: Int)
+    /// The range factors `clip=mse` tries: 1 down to 0.2 in steps of 0.01.
+    public static let clippingFactors: [Float] = (0 ... 80).map { 1 - Float($0) / 100 }
+
+    /// The factor of `clippingFactors` whose shrunk range quantizes `w` with the least squared
+    /// error (the largest such factor on ties, so that a tie keeps more of the range).
+    static func leastSquaredErrorFactor(_ w: ArraySlice<Float>, bits: Int, scheme: QuantizationScheme) -> Float {
+        var scratch = [Float](repeating: 0, count: w.count)
+        var best: (factor: Float, error: Double) = (1, .infinity)
+        let local = Array(w)[...]
+        for factor in clippingFactors {
+            switch scheme {
+            case .asymmetric: _ = asymmetric(local, bits: bits, into: &scratch, at: 0, shrink: factor)
+            default: _ = symmetric(local, bits: bits, into: &scratch, at: 0, shrink: factor)
+            }
+            var error = 0.0
+            for (x, q) in zip(local, scratch) { error += Double(x - q) * Double(x - q) }
+            if error < best.error { best = (factor, error) }
+        }
+        return best.factor
+    }
+
+    static func symmetric(_ w: ArraySlice<Float>, bits: Int, into values: inout [Float], at start: Int, shrink: Float = 1)
         -> (scale: Float, zeroPoint: Float, levels: ClosedRange<Int>)
     {
         let qMax = (1 << (bits - 1)) - 1
         var magnitude: Float = 0
         for x in w { magnitude = max(magnitude, abs(x)) }
+        magnitude *= shrink
         let levels = -qMax...qMax
         guard magnitude > 0 else { return (0, 0, levels) }
         let scale = magnitude / Float(qMax)
@@ -162,7 +196,7 @@ public enum WeightQuantizer: Sendable, Equatable {
     /// Range [min(W, 0), max(W, 0)] so that zero is exactly representable (the practical paper's
     /// requirement); S = (r_max - r_min)/(2^b - 1), Z = round(-r_min/S),
     /// q = clamp(round(r/S) + Z, 0, 2^b - 1), r' = S * (q - Z).
-    static func asymmetric(_ w: ArraySlice<Float>, bits: Int, into values: inout [Float], at start: Int)
+    static func asymmetric(_ w: ArraySlice<Float>, bits: Int, into values: inout [Float], at start: Int, shrink: Float = 1)
         -> (scale: Float, zeroPoint: Float, levels: ClosedRange<Int>)
     {
         let qMax = (1 << bits) - 1
@@ -172,6 +206,8 @@ public enum WeightQuantizer: Sendable, Equatable {
             low = min(low, x)
             high = max(high, x)
         }
+        low *= shrink
+        high *= shrink
         let levels = 0...qMax
         guard high > low else { return (0, 0, levels) }
         let scale = (high - low) / Float(qMax)
