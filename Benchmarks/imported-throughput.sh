@@ -3,7 +3,9 @@
 # (the img/s it prints) on the ImageNet sample: the first eval of a session, which decodes and
 # resizes every JPEG (overlapped with inference), and the best later one, which finds the crops
 # qsh keeps; against ONNX Runtime and OpenVINO on the same file with the same batch and threads (on
-# a ready-made input tensor: no decoding). Models: EfficientNet-Lite0 (shared) and a full-width
+# a ready-made input tensor: no decoding), and, as the like-for-like of qsh's first eval, ONNX
+# Runtime with the images decoded and preprocessed by PIL in the same loop (torchvision's
+# evaluation transform, as Python users run it). Models: EfficientNet-Lite0 (shared) and a full-width
 # ResNet-18 exported from PyTorch with random weights (made here; needs torch). Prints the CPU's
 # ISA, the OpenMP policy and the ratios.
 #
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 . "$root/Benchmarks/common.sh"
-python3 -c "import numpy, onnxruntime, openvino" 2>/dev/null || python3 -m pip install -q numpy onnx onnxruntime openvino
+python3 -c "import numpy, onnxruntime, openvino, PIL" 2>/dev/null || python3 -m pip install -q numpy onnx onnxruntime openvino pillow
 require_torch
 qsh="$(qsh_binary)"
 engine="$(engine_binary)"
@@ -91,9 +93,12 @@ PY
     # The engine alone on a ready-made batch, as the two runtimes below are timed.
     "$engine" --onnx "$file" --threads "$threads" --batch "$batch" --images "$images" --repeats "$repeats" \
         | sed -E "s/.*images_per_s=([0-9.]+).*/$name engine \1/" >> "$results"
-    python3 - "$file" "$name" "$threads" "$batch" "$images" "$repeats" >> "$results" <<'PY'
-import sys, time, numpy as np, onnxruntime as ort, openvino as ov
-file, name, threads, batch, images, repeats = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
+    python3 - "$file" "$name" "$threads" "$batch" "$images" "$repeats" "$data/imagenet-sample" "$norm" >> "$results" <<'PY'
+import os, re, sys, time, numpy as np, onnxruntime as ort, openvino as ov
+from PIL import Image
+file, name, threads, batch, images, repeats = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
+folder = sys.argv[7]
+mean, std = ([float(v) for v in re.search(key + r"=([\d., ]+?)(?: std=|$)", sys.argv[8]).group(1).split(",")] for key in ("mean", "std"))
 x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
 batches = max(1, images // batch)
 def best(run):
@@ -107,6 +112,27 @@ def best(run):
 options = ort.SessionOptions(); options.intra_op_num_threads = threads; options.inter_op_num_threads = 1
 session = ort.InferenceSession(file, options, providers=["CPUExecutionProvider"])
 print(f"{name} onnxruntime {best(lambda: session.run(None, {'input': x})):.1f}")
+# The same images as qsh's `eval imagefolder ... limit=N` (sorted class folders, sorted files),
+# decoded and preprocessed as torchvision's evaluation transform does: shorter side to 256 by
+# PIL's antialiased bilinear filter, centre crop 224, normalize; then ONNX Runtime, batch by batch.
+paths = [os.path.join(folder, c, f) for c in sorted(os.listdir(folder)) if os.path.isdir(os.path.join(folder, c))
+         for f in sorted(os.listdir(os.path.join(folder, c)))][:batches * batch]
+mean_, std_ = np.array(mean, np.float32).reshape(-1, 1, 1), np.array(std, np.float32).reshape(-1, 1, 1)
+def preprocess(path):
+    image = Image.open(path).convert("RGB")
+    w, h = image.size
+    scale = 256 / min(w, h)
+    image = image.resize((max(256, round(w * scale)), max(256, round(h * scale))), Image.BILINEAR)
+    w, h = image.size
+    left, top = int(round((w - 224) / 2)), int(round((h - 224) / 2))
+    pixels = np.asarray(image.crop((left, top, left + 224, top + 224)), np.float32).transpose(2, 0, 1) / 255
+    return (pixels - mean_) / std_
+def decode_and_run():
+    start = time.perf_counter()
+    for first in range(0, len(paths), batch):
+        session.run(None, {"input": np.stack([preprocess(p) for p in paths[first:first + batch]])})
+    return len(paths) / (time.perf_counter() - start)
+print(f"{name} onnxruntime+decode {max(decode_and_run() for _ in range(repeats)):.1f}")
 core = ov.Core()
 # OpenVINO computes in bfloat16 by default on CPUs with avx512_bf16 or AMX; qsh and ONNX Runtime
 # compute in float32, so it is held to float32 too.
@@ -124,10 +150,11 @@ for line in open(sys.argv[1]):
     model, runtime, rate = line.split()
     rows.setdefault(model, {})[runtime] = float(rate)
 print()
-print(f"{'model':>18} {'1st eval':>9} {'eval':>8} {'engine':>8} {'ORT':>8} {'OpenVINO':>9} {'1st/best':>9} {'eval/best':>10} "
-      f"{'engine/best':>12}")
+print(f"{'model':>18} {'1st eval':>9} {'eval':>8} {'engine':>8} {'ORT':>8} {'OpenVINO':>9} {'ORT+PIL':>8} {'1st/best':>9} {'eval/best':>10} "
+      f"{'engine/best':>12} {'1st/ORT+PIL':>12}")
 for model, r in rows.items():
     best = max(r["onnxruntime"], r["openvino"])
     print(f"{model:>18} {r['first']:>9.1f} {r['qsh']:>8.1f} {r['engine']:>8.1f} {r['onnxruntime']:>8.1f} {r['openvino']:>9.1f} "
-          f"{r['first'] / best:>9.2f} {r['qsh'] / best:>10.2f} {r['engine'] / best:>12.2f}")
+          f"{r['onnxruntime+decode']:>8.1f} {r['first'] / best:>9.2f} {r['qsh'] / best:>10.2f} {r['engine'] / best:>12.2f} "
+          f"{r['first'] / r['onnxruntime+decode']:>12.2f}")
 PY
