@@ -142,22 +142,17 @@ enum BackwardKernels {
         // the range, with the rounding passed straight through, and the clipped level's
         // (level - Z) outside it; summed against the output's gradient in Double.
         var scaleGradient = 0.0
-        if scale > 0 {
-            input.data.withUnsafeBufferPointer { x in
-                dx.withUnsafeMutableBufferPointer { values in
-                    for i in values.indices {
+        input.data.withUnsafeBufferPointer { x in
+            dx.withUnsafeMutableBufferPointer { values in
+                for i in values.indices {
+                    let inside = x[i] >= lower && x[i] <= upper
+                    if scale > 0 {
                         let level = ActivationQuantizer.roundHalfEven(min(max(x[i] / scale, lowest - zeroPoint), highest - zeroPoint))
-                        if x[i] >= lower && x[i] <= upper {
-                            scaleGradient += Double(values[i]) * Double(level - x[i] / scale)
-                        } else {
-                            scaleGradient += Double(values[i]) * Double(level)
-                            values[i] = 0
-                        }
+                        scaleGradient += Double(values[i]) * Double(inside ? level - x[i] / scale : level)
                     }
+                    if !inside { values[i] = 0 }
                 }
             }
-        } else {
-            for i in dx.indices where !(input.data[i] >= lower && input.data[i] <= upper) { dx[i] = 0 }
         }
         return (Tensor(shape: input.shape, data: dx), Float(scaleGradient))
     }
