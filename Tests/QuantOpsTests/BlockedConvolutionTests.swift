@@ -146,7 +146,7 @@ final class BlockedConvolutionTests: XCTestCase {
         for batch in [4, 1] {
             let input = random.tensor([batch, 3, 18, 18], scale: 4)
             var clamped = 0, downClamped = 0
-            let reference = try ForwardPass.run(model, input: input) { index, tensor in
+            let reference = try ForwardPass.reference(model, input: input) { index, tensor in
                 if index == six { clamped += tensor.data.filter { $0 == 6 }.count }
                 if index == down { downClamped += tensor.data.filter { $0 == 6 || $0 == 0 }.count }
             }

@@ -1,4 +1,4 @@
-import QuantOps
+@testable import QuantOps
 import XCTest
 
 /// The oneDNN whole-model path against the node-by-node path on graphs that exercise every
@@ -47,7 +47,7 @@ final class EngineCompiledModelTests: XCTestCase {
         let compiled = try CompiledModel(model)
         for batch in [3, 1, 3] {
             let input = random.tensor([batch, 3, 12, 12])
-            let reference = try ForwardPass.run(model, input: input) { _, _ in }
+            let reference = try ForwardPass.reference(model, input: input)
             let fast = try compiled.logits(input)
             XCTAssertEqual(fast.shape, [batch, 5])
             XCTAssertLessThan(EngineFixtures.relativeError(fast.data, reference.data), 1e-5)
@@ -65,9 +65,65 @@ final class EngineCompiledModelTests: XCTestCase {
             ConvolutionBackend.current = backend
             outputs[backend] = try ForwardPass.logits(model, input: input)
         }
-        let reference = try ForwardPass.run(model, input: input) { _, _ in }
+        let reference = try ForwardPass.reference(model, input: input)
         for (backend, output) in outputs {
             XCTAssertLessThan(EngineFixtures.relativeError(output.data, reference.data), 1e-5, "\(backend)")
+        }
+    }
+
+    /// Calibration and analysis read intermediate tensors from the same executor that evaluates.
+    /// An observed node ends its fused chain: a convolution observed before its batch norm, a
+    /// batch norm before its residual sum, a sum before its ReLU each report their own output,
+    /// on both backends, and the chains around them still fuse, so the logits do not change.
+    func testObservedNodesReportTheirOwnOutputsOnEitherBackend() throws {
+        let model = syntheticModel()
+        var random = KernelTests.SplitMix(state: 17)
+        let input = random.tensor([2, 3, 12, 12])
+        var expected: [Int: Tensor] = [:]
+        let reference = try ForwardPass.reference(model, input: input) { index, output in expected[index] = output }
+        let names = ["stem", "grouped.bn", "sum", "clip", "depthwise.bn", "shortcut", "join", "gap"]
+        let observing = Set(names.map { model.nodeIndex(named: $0)! })
+        let saved = ConvolutionBackend.current
+        defer { ConvolutionBackend.current = saved }
+        for backend in [ConvolutionBackend.oneDNN, .im2colGEMM] {
+            ConvolutionBackend.current = backend
+            var seen: [Int: Tensor] = [:]
+            var order: [Int] = []
+            let logits = try ForwardPass.run(model, input: input, observing: observing) { index, output in
+                seen[index] = output
+                order.append(index)
+            }
+            XCTAssertEqual(order, observing.sorted(), "\(backend): each observed node once, in order")
+            for index in observing {
+                XCTAssertEqual(seen[index]?.shape, expected[index]!.shape, "\(model.nodes[index].name) (\(backend))")
+                XCTAssertLessThan(EngineFixtures.relativeError(seen[index]!.data, expected[index]!.data), 1e-5,
+                                  "\(model.nodes[index].name) (\(backend))")
+            }
+            // The sum before its ReLU has negative values: observing it did not see the clamped chain.
+            XCTAssertLessThan(seen[model.nodeIndex(named: "sum")!]!.data.min()!, 0)
+            XCTAssertLessThan(EngineFixtures.relativeError(logits.data, reference.data), 1e-5, "\(backend)")
+        }
+    }
+
+    /// Observing a node keeps every chain that does not pass through it fused.
+    func testObservingCutsOnlyTheChainsThroughTheObservedNodes() throws {
+        let model = syntheticModel()
+        let fused = ExecutionPlan(model)
+        let index = { model.nodeIndex(named: $0)! }
+        guard case .fused(let whole)? = fused.steps[index("sum.relu")] else { return XCTFail("conv, bn, add and ReLU should fuse") }
+        XCTAssertEqual(whole.members, [index("grouped"), index("grouped.bn"), index("sum"), index("sum.relu")])
+        let cut = ExecutionPlan(model, observing: [index("grouped.bn")])
+        guard case .fused(let head)? = cut.steps[index("grouped.bn")], case .fused(let tail)? = cut.steps[index("sum.relu")] else {
+            return XCTFail("the chain should split at the observed batch norm")
+        }
+        XCTAssertEqual(head.members, [index("grouped"), index("grouped.bn")])
+        XCTAssertEqual(tail.members, [index("sum"), index("sum.relu")])
+        // Chains elsewhere are as before.
+        for name in ["stem.bn", "depthwise.relu", "join"] {
+            guard case .fused(let before)? = fused.steps[index(name)], case .fused(let after)? = cut.steps[index(name)] else {
+                return XCTFail("\(name) should end a fused chain in both plans")
+            }
+            XCTAssertEqual(before.members, after.members, name)
         }
     }
 
@@ -96,7 +152,7 @@ final class EngineCompiledModelTests: XCTestCase {
         for (batch, height, width) in [(2, 45, 37), (1, 45, 37), (3, 30, 22)] {
             let input = random.tensor([batch, 3, height, width])
             var pooled: [String: Tensor] = [:]
-            let reference = try ForwardPass.run(model, input: input) { index, value in
+            let reference = try ForwardPass.reference(model, input: input) { index, value in
                 if model.nodes[index].name.hasSuffix("pool") { pooled[model.nodes[index].name] = value }
             }
             XCTAssertLessThan(pooled["maxpool"]!.data.min()!, 0, "the test needs negative windows")

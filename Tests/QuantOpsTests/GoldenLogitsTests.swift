@@ -32,7 +32,7 @@ final class GoldenLogitsTests: XCTestCase {
 
         // The unfused path that observers see must agree as well.
         var observed = 0
-        let unfused = try ForwardPass.run(model, input: dataset.batch(records.prefix(4), normalization: model.normalization)) { _, _ in
+        let unfused = try ForwardPass.reference(model, input: dataset.batch(records.prefix(4), normalization: model.normalization)) { _, _ in
             observed += 1
         }
         XCTAssertEqual(observed, model.nodes.count)

@@ -49,7 +49,7 @@ final class StandardArchitectureTests: XCTestCase {
             let images = try input(fixture.name, upsample: fixture.upsample)
             let reference = try NumPyFile.read(contentsOf: Self.directory.appendingPathComponent(fixture.name + ".logits.npy"))
             // Node by node with the reference kernels (an observer turns fusion off), then compiled.
-            let unfused = try ForwardPass.run(model, input: images, observe: { _, _ in })
+            let unfused = try ForwardPass.reference(model, input: images)
             let compiled = try CompiledModel(model).logits(images)
             XCTAssertEqual(unfused.shape, reference.shape, fixture.name)
             XCTAssertEqual(compiled.shape, reference.shape, fixture.name)

@@ -108,7 +108,7 @@ final class TransformTests: XCTestCase {
 
         // Running the new model, each BN's input has exactly the statistics it now stores.
         var inputs: [Int: Tensor] = [:]
-        _ = try ForwardPass.run(recalibrated, input: images) { index, output in inputs[index] = output }
+        _ = try ForwardPass.reference(recalibrated, input: images) { index, output in inputs[index] = output }
         for (normIndex, sourceIndex) in [(2, 1), (5, 4)] {
             guard case .batchNorm(let norm) = recalibrated.nodes[normIndex].operation, let x = inputs[sourceIndex] else {
                 return XCTFail("unexpected graph")

@@ -53,7 +53,7 @@ public enum LayerAnalysis {
     public static func compare(reference: Model, quantized: Model, batchCount: Int, batch: (Int) throws -> Tensor,
                                shouldStop: (() -> Bool)? = nil) throws -> LayerErrorAnalysis? {
         let base = ActivationQuantization.removingQuantizers(quantized)
-        let plan = ExecutionPlan(base, fuse: true)
+        let plan = ExecutionPlan(base)
         var quantizerOf: [String: Int] = [:]
         for (index, node) in quantized.nodes.enumerated() where node.operation.isFakeQuantize {
             if let source = node.inputs.first, source >= 0, source < quantized.nodes.count {
@@ -86,16 +86,18 @@ public enum LayerAnalysis {
         }
         var signal: [String: Double] = [:], noise: [String: Double] = [:], counts: [String: Int] = [:]
         var images = 0
+        let referenceExecutor = try CompiledModel(reference, observing: Set(referenceSlot.keys))
+        let quantizedExecutor = try CompiledModel(quantized, observing: Set(quantizedSlot.keys))
         for index in 0..<batchCount {
             if shouldStop?() == true { return nil }
             let input = try batch(index)
             images += input.shape.first ?? 0
             var floats: [String: Tensor] = [:]
-            _ = try ForwardPass.run(reference, input: input, observe: { node, output in
+            _ = try referenceExecutor.run(input) { node, output in
                 if let name = referenceSlot[node] { floats[name] = output }
-            })
+            }
             var mismatch: String?
-            _ = try ForwardPass.run(quantized, input: input, observe: { node, output in
+            _ = try quantizedExecutor.run(input) { node, output in
                 guard let name = quantizedSlot[node], let float = floats[name] else { return }
                 guard float.shape == output.shape else {
                     mismatch = name
@@ -114,7 +116,7 @@ public enum LayerAnalysis {
                 signal[name, default: 0] += s
                 noise[name, default: 0] += e
                 counts[name, default: 0] += float.count
-            })
+            }
             if let mismatch {
                 throw QuantizationError(place: mismatch, problem: "has different shapes in the float and the quantized model",
                                         remedy: "compare models of the same architecture")

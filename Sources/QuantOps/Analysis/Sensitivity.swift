@@ -88,7 +88,7 @@ public enum Sensitivity {
     static func logits(_ model: Model, images: Tensor, batchSize: Int) throws -> Tensor {
         let count = images.shape.first ?? 0
         let perImage = count > 0 ? images.count / count : 0
-        let compiled = ConvolutionBackend.current == .oneDNN ? try CompiledModel(model) : nil
+        let compiled = try CompiledModel(model)
         var data: [Float] = []
         var classes = 0
         var start = 0
@@ -96,7 +96,7 @@ public enum Sensitivity {
             let end = min(count, start + max(1, batchSize))
             let batch = Tensor(shape: [end - start] + images.shape.dropFirst(),
                                data: Array(images.data[(start * perImage)..<(end * perImage)]))
-            let output = try compiled?.logits(batch) ?? ForwardPass.logits(model, input: batch)
+            let output = try compiled.logits(batch)
             classes = output.shape[1]
             data += output.data
             start = end

@@ -63,14 +63,16 @@ public enum ActivationCalibration {
         for (slot, point) in points.enumerated() { slots[point.nodeIndex] = slot }
         var statistics = [TensorStatistics](repeating: TensorStatistics(), count: points.count)
         var images = 0
+        // The points are outputs the fused plan materializes anyway, so observing them costs
+        // only the copies out of the executor's layouts.
+        let executor = try CompiledModel(base, observing: Set(points.map(\.nodeIndex)))
         for index in 0..<batchCount {
             if shouldStop?() == true { return nil }
             let input = try batch(index)
             images += input.shape.first ?? 0
-            // The points are the outputs the fused plan materializes, so the fused executor serves.
-            _ = try ForwardPass.run(base, input: input, observe: { node, output in
+            _ = try executor.run(input) { node, output in
                 if let slot = slots[node] { statistics[slot].observe(output) }
-            }, observeFused: true)
+            }
         }
         var byName: [String: TensorStatistics] = [:]
         for (point, values) in zip(points, statistics) { byName[point.name] = values }

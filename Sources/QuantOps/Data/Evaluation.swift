@@ -46,11 +46,8 @@ public enum Evaluation {
         var done = 0
         // Primitives and buffers are prepared once and reused for every batch, and the
         // primitives for the next evaluation of the same model.
-        if arithmetic == .int8, ConvolutionBackend.current != .oneDNN {
-            throw EngineError(node: model.name, problem: "int8 arithmetic runs on oneDNN, and the convolution backend is \(ConvolutionBackend.current)")
-        }
-        let compiled = ConvolutionBackend.current == .oneDNN ? try CompiledModel.reusing(model, arithmetic: arithmetic) : nil
-        defer { compiled?.park() }
+        let compiled = try CompiledModel.reusing(model, arithmetic: arithmetic)
+        defer { compiled.park() }
         let chunks = Swift.stride(from: 0, to: selected.count, by: batchSize).map {
             Array(selected[$0..<min($0 + batchSize, selected.count)])
         }
@@ -74,7 +71,7 @@ public enum Evaluation {
             next = nil
             let input = try pending!.value()
             next = prefetch(position + 1)
-            let logits = try compiled?.logits(input) ?? ForwardPass.logits(model, input: input)
+            let logits = try compiled.logits(input)
             logitsSink?(logits)
             let classes = logits.shape[1]
             for (row, image) in chunk.enumerated() {

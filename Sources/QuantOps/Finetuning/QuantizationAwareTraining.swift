@@ -330,10 +330,10 @@ public struct QuantizationAwareTraining: Sendable {
     }
 
     func logits(of model: Model, on data: any LabeledImages, batchSize: Int) throws -> [Tensor] {
-        let compiled = ConvolutionBackend.current == .oneDNN ? try CompiledModel(model) : nil
+        let compiled = try CompiledModel(model)
         return try stride(from: 0, to: data.count, by: batchSize).map { start in
             let input = try data.batch(start ..< min(start + batchSize, data.count), normalization: model.normalization)
-            return try compiled?.logits(input) ?? ForwardPass.logits(model, input: input)
+            return try compiled.logits(input)
         }
     }
 

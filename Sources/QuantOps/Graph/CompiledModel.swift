@@ -1,7 +1,11 @@
 import CDNNL
 import Foundation
 
-/// A model prepared for repeated whole-model inference with oneDNN.
+/// A model prepared for repeated whole-model inference with oneDNN: the one executor that eval,
+/// calibration, layer-wise analysis and sensitivity share, so that statistics are gathered on the
+/// numerics they predict. A caller that reads intermediate tensors names them (`observing`), and
+/// fusion stops only there. When `ConvolutionBackend.current` is im2col + GEMM, the same plan runs
+/// on the plain kernels instead (`ForwardPass.runPlain`).
 ///
 /// Convolutions run as oneDNN primitives with the layouts oneDNN prefers (blocked channels on
 /// AVX-512), and activations stay in those layouts from one convolution to the next; batch
@@ -50,6 +54,8 @@ public final class CompiledModel {
         var vnni: Bool
         var threads: Int
         var ownKernels: Bool
+        var observing: Set<Int>
+        var backend: ConvolutionBackend
     }
     private let reuseKey: ReuseKey
 
@@ -61,7 +67,8 @@ public final class CompiledModel {
     public static func reusing(_ model: Model, arithmetic: Arithmetic = .float) throws -> CompiledModel {
         if let parked = ParkingSlot.shared.take(),
            parked.reuseKey == ReuseKey(model: model, arithmetic: arithmetic, vnni: CPUCapabilities.hasVNNI,
-                                       threads: EngineSettings.threads, ownKernels: EngineSettings.ownConvolutionKernels) {
+                                       threads: EngineSettings.threads, ownKernels: EngineSettings.ownConvolutionKernels,
+                                       observing: [], backend: ConvolutionBackend.current) {
             return parked
         }
         return try CompiledModel(model, arithmetic: arithmetic)
@@ -77,17 +84,30 @@ public final class CompiledModel {
     /// Buffers made for one step (dequantized inputs), released when the step is done.
     private var stepBuffers: [UnsafeMutableRawPointer] = []
 
-    /// `vnni` says whether integer sums may skip the int16 step; it is the CPU's, and only tests
-    /// that plan for another CPU set it.
-    public init(_ model: Model, arithmetic: Arithmetic = .float, vnni: Bool = CPUCapabilities.hasVNNI) throws {
+    /// Whether runs go through oneDNN, or through the plain kernels because the backend says so.
+    private let onOneDNN: Bool
+    /// The model as given, for the plain path, which simulates the bias rounding itself.
+    private let givenModel: Model
+
+    /// `observing`: the nodes whose own outputs `run` hands to its observer. `vnni` says whether
+    /// integer sums may skip the int16 step; it is the CPU's, and only tests that plan for another
+    /// CPU set it.
+    public init(_ model: Model, arithmetic: Arithmetic = .float, observing: Set<Int> = [],
+                vnni: Bool = CPUCapabilities.hasVNNI) throws {
         reuseKey = ReuseKey(model: model, arithmetic: arithmetic, vnni: vnni, threads: EngineSettings.threads,
-                            ownKernels: EngineSettings.ownConvolutionKernels)
+                            ownKernels: EngineSettings.ownConvolutionKernels, observing: observing,
+                            backend: ConvolutionBackend.current)
+        onOneDNN = reuseKey.backend == .oneDNN
+        if arithmetic == .int8, !onOneDNN {
+            throw EngineError(node: model.name, problem: "int8 arithmetic runs on oneDNN, and the convolution backend is \(ConvolutionBackend.current)")
+        }
+        givenModel = model
         // Biases of integer layers with a quantized input, rounded to int32 as a runtime stores them.
         let model = BiasQuantization.simulated(model)
         self.model = model
         self.arithmetic = arithmetic
         integerPlan = arithmetic == .int8 ? IntegerPlan(model, vnni: vnni) : nil
-        plan = ExecutionPlan(model, fuse: true)
+        plan = ExecutionPlan(model, observing: observing)
         stream = try DNNLStream()
     }
 
@@ -115,13 +135,11 @@ public final class CompiledModel {
         return output
     }
 
-    /// The output of the model's last node, as `ForwardPass.run` without an observer computes it.
-    public func run(_ input: Tensor) throws -> Tensor {
-        guard !model.nodes.isEmpty else { throw EngineError(node: model.name, problem: "the model has no nodes") }
-        guard input.rank == 4 else {
-            throw EngineError(node: model.nodes[0].name,
-                              problem: "expected an image batch (N, C, H, W), got \(describeShape(input.shape))")
-        }
+    /// The output of the model's last node. `observe(index, output)` is called, in order, with
+    /// the output of every node the model was compiled to observe, as a plain NCHW float tensor.
+    public func run(_ input: Tensor, observe: ((Int, Tensor) -> Void)? = nil) throws -> Tensor {
+        guard onOneDNN else { return try ForwardPass.runPlain(givenModel, input: input, plan: plan, observe: observe) }
+        try ForwardPass.checkInput(model, input)
         DNNLEngine.applyThreadCount(EngineSettings.threads)
         var outputs = [Activation?](repeating: nil, count: model.nodes.count)
         defer {
@@ -194,6 +212,9 @@ public final class CompiledModel {
                     }
                     result = try plainActivation(try fusion.evaluate(model, inputs: inputs, residual: nil))
                 }
+            }
+            if let observe, plan.observing.contains(index) {
+                observe(index, try tensor(from: result, node: index, role: 30))
             }
             releaseStepBuffers()
             for source in plan.released(after: index) {

@@ -1,40 +1,47 @@
 /// Runs a `Model` on a batch of images.
 ///
+/// Every whole-model run goes through `CompiledModel`, the one executor: eval, calibration,
+/// analysis and sensitivity see the same numerics, fused where nothing observes. This enum keeps
+/// the entry points that take a model and an input, and the plain node-by-node path that tests
+/// use as an independent check (`reference`) and that the executor falls back to when the
+/// convolution backend is im2col + GEMM.
+///
 /// Intermediate outputs are released as soon as their last consumer has run, so memory stays
 /// at a few activations of the batch however deep the network is.
 public enum ForwardPass {
     /// Logits (N, classes) for a normalized batch (N, 3, H, W).
     public static func logits(_ model: Model, input: Tensor) throws -> Tensor {
-        let output = try run(model, input: input)
-        guard output.rank == 2, output.shape[0] == input.shape.first else {
-            throw EngineError(node: model.nodes.last?.name ?? model.name,
-                              problem: "the model's output \(describeShape(output.shape)) is not (batch, classes)")
-        }
-        return output
+        try CompiledModel(model).logits(input)
     }
 
-    /// The output of the model's last node. `observe(index, output)` is called for every node
-    /// in order, with that node's own output; without an observer the executor fuses a
-    /// convolution with its following batch norm and ReLU (and an add with its ReLU), which
-    /// an observer would need to see separately.
-    ///
-    /// With `observeFused`, the executor keeps its fusions and the observer sees only the outputs
-    /// a deployment runtime materializes (a fused chain reports at the index of its last member).
-    public static func run(_ model: Model, input: Tensor, observe: ((Int, Tensor) -> Void)? = nil,
-                           observeFused: Bool = false) throws -> Tensor {
-        guard !model.nodes.isEmpty else {
-            throw EngineError(node: model.name, problem: "the model has no nodes")
+    /// The output of the model's last node.
+    public static func run(_ model: Model, input: Tensor) throws -> Tensor {
+        try CompiledModel(model).run(input)
+    }
+
+    /// The output of the model's last node. `observe(index, output)` is called, in order, with
+    /// the own output of every node in `observing`; the executor fuses as usual except that an
+    /// observed node always ends its fused chain, so what is observed is what that node computes.
+    public static func run(_ model: Model, input: Tensor, observing: Set<Int>,
+                           observe: (Int, Tensor) -> Void) throws -> Tensor {
+        try withoutActuallyEscaping(observe) { observe in
+            try CompiledModel(model, observing: observing).run(input, observe: observe)
         }
-        guard input.rank == 4 else {
-            throw EngineError(node: model.nodes[0].name,
-                              problem: "expected an image batch (N, C, H, W), got \(describeShape(input.shape))")
-        }
-        if observe == nil, ConvolutionBackend.current == .oneDNN {
-            return try CompiledModel(model).run(input)
-        }
+    }
+
+    /// The plain path, node by node with nothing fused: im2col + SGEMM convolutions on NCHW
+    /// tensors. Kept so that tests can check the executor against arithmetic written
+    /// independently of it; `observe` sees every node's output.
+    public static func reference(_ model: Model, input: Tensor, observe: ((Int, Tensor) -> Void)? = nil) throws -> Tensor {
+        try runPlain(model, input: input, plan: ExecutionPlan(model, observing: Set(model.nodes.indices)), observe: observe)
+    }
+
+    /// `plan` on the plain kernels; `observe` sees the outputs of the nodes the plan keeps visible.
+    static func runPlain(_ model: Model, input: Tensor, plan: ExecutionPlan,
+                         observe: ((Int, Tensor) -> Void)?) throws -> Tensor {
+        try checkInput(model, input)
         // Biases of integer layers with a quantized input, rounded to int32 as a runtime stores them.
         let model = BiasQuantization.simulated(model)
-        let plan = ExecutionPlan(model, fuse: observe == nil || observeFused)
         var outputs = [Tensor?](repeating: nil, count: model.nodes.count)
         func value(_ source: Int, for index: Int) throws -> Tensor {
             guard source >= 0, source < model.nodes.count, let value = outputs[source] else {
@@ -56,13 +63,24 @@ public enum ForwardPass {
                                              residual: fusion.residual.map { try value($0, for: fusion.add ?? index) })
             }
             for source in plan.released(after: index) { outputs[source] = nil }
-            observe?(index, result)
+            if plan.observing.contains(index) { observe?(index, result) }
             outputs[index] = result
         }
         guard let output = outputs[model.nodes.count - 1] else {
             throw EngineError(node: model.nodes[model.nodes.count - 1].name, problem: "the last node produced no output")
         }
         return output
+    }
+
+    /// What every executor refuses before it starts: an empty model or an input that is not an image batch.
+    static func checkInput(_ model: Model, _ input: Tensor) throws {
+        guard !model.nodes.isEmpty else {
+            throw EngineError(node: model.name, problem: "the model has no nodes")
+        }
+        guard input.rank == 4 else {
+            throw EngineError(node: model.nodes[0].name,
+                              problem: "expected an image batch (N, C, H, W), got \(describeShape(input.shape))")
+        }
     }
 
     /// One node on the given input tensors, so that other code can walk the graph itself.
@@ -168,11 +186,16 @@ struct ExecutionPlan {
 
     /// Indexed by the position a step runs at; nil where the node runs inside a fused step.
     var steps: [Step?]
+    /// Nodes whose own output a caller reads: each ends its fused chain, if it is in one.
+    let observing: Set<Int>
     /// The step position after which each output is no longer read.
     var lastUse: [Int]
     private var releases: [[Int]]
 
-    init(_ model: Model, fuse: Bool) {
+    /// Fuses every chain it can, except that no node in `observing` is absorbed into a chain
+    /// as anything but its last member, so its own output is still computed and stored.
+    init(_ model: Model, observing: Set<Int> = []) {
+        self.observing = observing
         let count = model.nodes.count
         var consumers = [[Int]](repeating: [], count: count)
         for (index, node) in model.nodes.enumerated() {
@@ -182,45 +205,44 @@ struct ExecutionPlan {
         }
         steps = [Step?](repeating: .single, count: count)
         var runsAt = Array(0..<count)
-        if fuse {
-            var absorbed = Set<Int>()
-            func sole(_ index: Int, _ matches: (Node) -> Bool) -> Int? {
-                guard consumers[index].count == 1, let next = consumers[index].first, !absorbed.contains(next),
-                      matches(model.nodes[next]) else { return nil }
-                return next
+        var absorbed = Set<Int>()
+        /// The one consumer of `index` that matches, when the chain may grow past `index`.
+        func sole(_ index: Int, _ matches: (Node) -> Bool) -> Int? {
+            guard !observing.contains(index), consumers[index].count == 1, let next = consumers[index].first, !absorbed.contains(next),
+                  matches(model.nodes[next]) else { return nil }
+            return next
+        }
+        func isBatchNorm(_ node: Node) -> Bool { if case .batchNorm = node.operation { return true } else { return false } }
+        for index in 0..<count where !absorbed.contains(index) {
+            var fusion = Fusion(head: index)
+            var tail = index
+            switch model.nodes[index].operation {
+            case .conv:
+                if let norm = sole(tail, { isBatchNorm($0) && $0.inputs.count == 1 }) {
+                    fusion.batchNorm = norm
+                    tail = norm
+                }
+                if let add = sole(tail, { $0.operation == .add && $0.inputs.count == 2 && Set($0.inputs).count == 2 }) {
+                    fusion.add = add
+                    fusion.residual = model.nodes[add].inputs.first { $0 != tail }
+                    tail = add
+                }
+            case .add:
+                break
+            default:
+                continue
             }
-            func isBatchNorm(_ node: Node) -> Bool { if case .batchNorm = node.operation { return true } else { return false } }
-            for index in 0..<count where !absorbed.contains(index) {
-                var fusion = Fusion(head: index)
-                var tail = index
-                switch model.nodes[index].operation {
-                case .conv:
-                    if let norm = sole(tail, { isBatchNorm($0) && $0.inputs.count == 1 }) {
-                        fusion.batchNorm = norm
-                        tail = norm
-                    }
-                    if let add = sole(tail, { $0.operation == .add && $0.inputs.count == 2 && Set($0.inputs).count == 2 }) {
-                        fusion.add = add
-                        fusion.residual = model.nodes[add].inputs.first { $0 != tail }
-                        tail = add
-                    }
-                case .add:
-                    break
-                default:
-                    continue
-                }
-                if let relu = sole(tail, { ($0.operation == .relu || $0.operation == .relu6) && $0.inputs.count == 1 }) {
-                    fusion.relu = relu
-                    fusion.clampUpper = model.nodes[relu].operation == .relu6 ? 6 : .infinity
-                }
-                guard fusion.members.count > 1 else { continue }
-                for member in fusion.members {
-                    absorbed.insert(member)
-                    steps[member] = nil
-                    runsAt[member] = fusion.last
-                }
-                steps[fusion.last] = .fused(fusion)
+            if let relu = sole(tail, { ($0.operation == .relu || $0.operation == .relu6) && $0.inputs.count == 1 }) {
+                fusion.relu = relu
+                fusion.clampUpper = model.nodes[relu].operation == .relu6 ? 6 : .infinity
             }
+            guard fusion.members.count > 1 else { continue }
+            for member in fusion.members {
+                absorbed.insert(member)
+                steps[member] = nil
+                runsAt[member] = fusion.last
+            }
+            steps[fusion.last] = .fused(fusion)
         }
         // The last node's output is the result, so it is never released.
         lastUse = consumers.map { readers in readers.map { runsAt[$0] }.max() ?? count }

@@ -87,7 +87,7 @@ public struct IntegerPlan: Sendable {
     /// Plans `model`, whose biases are already rounded as `BiasQuantization.simulated` does.
     public init(_ model: Model, vnni: Bool = CPUCapabilities.hasVNNI) {
         self.vnni = vnni
-        let plan = ExecutionPlan(model, fuse: true)
+        let plan = ExecutionPlan(model)
         var fusions: [Int: ExecutionPlan.Fusion] = [:]
         for case .fused(let fusion)? in plan.steps { fusions[fusion.head] = fusion }
         var layers: [Layer] = []

@@ -3,11 +3,12 @@ import CBLAS
 /// How whole-model inference computes convolutions. One place decides, so a measurement can
 /// change the choice (see `Benchmarks/README.md`).
 ///
-/// Single nodes (`ForwardPass.evaluate`) and observed runs always use im2col + SGEMM on plain
-/// NCHW tensors, since their callers read every intermediate tensor; depthwise convolutions
+/// Whole-model runs, observed ones included, go through `CompiledModel` whatever the choice.
+/// Single nodes (`ForwardPass.evaluate`), the node-by-node reference (`ForwardPass.reference`) and
+/// batch-norm re-estimation use im2col + SGEMM on plain NCHW tensors; depthwise convolutions
 /// there use a direct loop, where a GEMM with one output row would waste most of its work.
 public enum ConvolutionBackend: Sendable {
-    /// im2col + OpenBLAS SGEMM on plain NCHW tensors; also the path for node-by-node runs.
+    /// im2col + OpenBLAS SGEMM on plain NCHW tensors, the plan run node by node.
     case im2colGEMM
     /// oneDNN primitives on blocked layouts kept between layers (`CompiledModel`).
     case oneDNN

@@ -38,7 +38,7 @@ public enum ActivationQuantization {
     /// The tensors a deployment runtime would quantize, in execution order.
     public static func points(in model: Model) -> [ActivationPoint] {
         let base = removingQuantizers(model)
-        let plan = ExecutionPlan(base, fuse: true)
+        let plan = ExecutionPlan(base)
         var layerOfNode: [Int: Int] = [:]
         for (offset, index) in base.weightLayerNodes.enumerated() { layerOfNode[index] = offset + 1 }
         var points: [ActivationPoint] = []

@@ -196,7 +196,7 @@ public enum BatchNormRecalibration {
     static func checkMemory(_ model: Model, images: Tensor) throws {
         let one = rows(images, 0 ..< 1)
         var sizes = [Int](repeating: 0, count: model.nodes.count)
-        _ = try ForwardPass.run(model, input: one) { index, output in sizes[index] = output.count }
+        _ = try ForwardPass.run(model, input: one, observing: Set(model.nodes.indices)) { index, output in sizes[index] = output.count }
         let lastUse = lastConsumers(model)
         var live = 0
         var peak = 0
