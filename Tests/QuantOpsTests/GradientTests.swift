@@ -245,7 +245,9 @@ final class GradientTests: XCTestCase {
         let seed = Tensor(shape: [1, 1, 2, 3], data: [1, 2, 3, 4, 5, 6])
         let step = 3.0 / 15
         let expected = 1 * -5.0 + 2 * (-5 - -0.99 / step) + 3 * 0 + 4 * (2 - 0.4 / step) + 5 * (10 - 1.99 / step) + 6 * 10
-        let gradients = try GradientTape(model: model, input: input).backward(seeds: [1: seed])
+        let tape = try GradientTape(model: model, input: input)
+        XCTAssertNil(try tape.backward(seeds: [1: seed]).parameters[1], "the step size's gradient is formed only when asked for")
+        let gradients = try tape.backward(seeds: [1: seed], stepSizes: true)
         let scale = try XCTUnwrap(gradients.parameters[1]?.weight.data)
         XCTAssertEqual(scale.count, 1)
         XCTAssertEqual(Double(scale[0]), expected, accuracy: 1e-4)

@@ -129,32 +129,51 @@ enum BackwardKernels {
     /// straight through inside the clipping range and stop it outside (the straight-through
     /// estimator of quantization-aware training).
     static func straightThrough(input: Tensor, _ quantizer: ActivationQuantizer, outputGradient: Tensor,
-                                node: String) throws -> (input: Tensor, scale: Float) {
+                                stepSize wantStepSize: Bool, node: String) throws -> (input: Tensor, stepSize: Float?) {
         guard let grid = quantizer.grid() else {
             throw EngineError.uncalibrated(quantizer, node: node)
         }
         let scale = grid.scales[0], zeroPoint = grid.zeroPoints[0]
-        let lowest = Float(grid.levels.lowerBound), highest = Float(grid.levels.upperBound)
-        let lower = scale * (lowest - zeroPoint)
-        let upper = scale * (highest - zeroPoint)
-        var dx = outputGradient.data
-        // LSQ's gradient of the step size S (Esser et al., 2020): d x'/d S is x'/S - x/S inside
-        // the range, with the rounding passed straight through, and the clipped level's
-        // (level - Z) outside it; summed against the output's gradient in Double.
-        var scaleGradient = 0.0
-        input.data.withUnsafeBufferPointer { x in
-            dx.withUnsafeMutableBufferPointer { values in
-                for i in values.indices {
-                    let inside = x[i] >= lower && x[i] <= upper
-                    if scale > 0 {
-                        let level = ActivationQuantizer.roundHalfEven(min(max(x[i] / scale, lowest - zeroPoint), highest - zeroPoint))
-                        scaleGradient += Double(values[i]) * Double(inside ? level - x[i] / scale : level)
+        let lowest = Float(grid.levels.lowerBound) - zeroPoint, highest = Float(grid.levels.upperBound) - zeroPoint
+        let lower = scale * lowest, upper = scale * highest
+        let count = input.count
+        // Blocks of a fixed size, so that the step size's sum has the same order whatever the
+        // thread count.
+        let block = 1 << 13
+        let blocks = (count + block - 1) / block
+        var partials = [Double](repeating: 0, count: wantStepSize && scale > 0 ? blocks : 0)
+        let dx = TapeKernels.fresh(input.shape) { target in
+            input.data.withUnsafeBufferPointer { x in
+                outputGradient.data.withUnsafeBufferPointer { dy in
+                    partials.withUnsafeMutableBufferPointer { partialsBuffer in
+                        let partials = partialsBuffer
+                        func work(_ part: Int) {
+                            let range = part * block ..< min(count, (part + 1) * block)
+                            // The rounding passes straight through inside the range; outside, nothing.
+                            for i in range { target[i] = x[i] >= lower && x[i] <= upper ? dy[i] : 0 }
+                            guard !partials.isEmpty else { return }
+                            // LSQ's gradient of the step size S (Esser et al., 2020): d x'/d S is
+                            // x'/S - x/S inside the range, with the rounding passed straight
+                            // through, and the clipped level's (level - Z) outside it.
+                            var sum = 0.0
+                            for i in range {
+                                let level = ActivationQuantizer.roundHalfEven(min(max(x[i] / scale, lowest), highest))
+                                let inside = x[i] >= lower && x[i] <= upper
+                                sum += Double(dy[i] * (inside ? level - x[i] / scale : level))
+                            }
+                            partials[part] = sum
+                        }
+                        if count >= TapeKernels.parallelThreshold {
+                            OpenMPTeam.parallelFor(blocks) { _, part in work(part) }
+                        } else {
+                            for part in 0 ..< blocks { work(part) }
+                        }
                     }
-                    if !inside { values[i] = 0 }
                 }
             }
         }
-        return (Tensor(shape: input.shape, data: dx), Float(scaleGradient))
+        guard wantStepSize else { return (dx, nil) }
+        return (dx, Float(partials.reduce(0, +)))
     }
 
     /// The adjoint of the option-A shortcut: the kept pixels get their gradient, the rest zero.

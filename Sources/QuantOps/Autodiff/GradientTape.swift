@@ -200,7 +200,10 @@ public struct GradientTape: Sendable {
     /// several nodes adds their contributions, which is how a loss over intermediate outputs
     /// (such as batch statistics) is differentiated. With `parameters == false` no weight
     /// gradient is formed, which saves a GEMM per convolution when only the input matters.
-    public func backward(seeds: [Int: Tensor], input wantInput: Bool = true, parameters wantParameters: Bool = true) throws -> Gradients {
+    /// `stepSizes` adds the gradient of each fake-quantized activation's step size (LSQ), for
+    /// training activation ranges; it costs a pass over every quantized activation.
+    public func backward(seeds: [Int: Tensor], input wantInput: Bool = true, parameters wantParameters: Bool = true,
+                         stepSizes wantStepSizes: Bool = false) throws -> Gradients {
         var gradients = [Tensor?](repeating: nil, count: lastNode + 1)
         for (index, seed) in seeds {
             guard index >= 0, index <= lastNode else {
@@ -251,7 +254,8 @@ public struct GradientTape: Sendable {
                 let inputs = node.inputs.map { outputs[$0] }
                 let wantsInputGradient = node.inputs.contains { needed[$0] }
                 let step = try backwardStep(index: index, node: node, inputs: inputs, outputGradient: outputGradient,
-                                            wantInput: wantsInputGradient, wantParameters: wantParameters, stream: stream)
+                                            wantInput: wantsInputGradient, wantParameters: wantParameters,
+                                            wantStepSize: wantStepSizes, stream: stream)
                 if let parameters = step.parameters { result.parameters[index] = parameters }
                 for (source, gradient) in zip(node.inputs, step.inputs) where needed[source] {
                     guard var gradient else { continue }
@@ -342,7 +346,7 @@ public struct GradientTape: Sendable {
     /// The gradients of one node's inputs and parameters; `fresh` when the input gradients are
     /// new storage that nothing else references.
     private func backwardStep(index: Int, node: Node, inputs: [Tensor], outputGradient: Tensor,
-                              wantInput: Bool, wantParameters: Bool,
+                              wantInput: Bool, wantParameters: Bool, wantStepSize: Bool,
                               stream: DNNLStream?) throws -> (inputs: [Tensor?], parameters: ParameterGradient?, fresh: Bool) {
         switch node.operation {
         case .input:
@@ -392,8 +396,9 @@ public struct GradientTape: Sendable {
             return ([BackwardKernels.pointwise(input: inputs[0], function, outputGradient: outputGradient)], nil, true)
         case .fakeQuantize(let quantizer):
             // The parameter gradient is that of the quantizer's step size, for training its range.
-            let step = try BackwardKernels.straightThrough(input: inputs[0], quantizer, outputGradient: outputGradient, node: node.name)
-            return ([step.input], wantParameters ? ParameterGradient(weight: Tensor(shape: [1], data: [step.scale]), bias: nil) : nil, false)
+            let step = try BackwardKernels.straightThrough(input: inputs[0], quantizer, outputGradient: outputGradient,
+                                                           stepSize: wantStepSize, node: node.name)
+            return ([step.input], step.stepSize.map { ParameterGradient(weight: Tensor(shape: [1], data: [$0]), bias: nil) }, true)
         }
     }
 }

@@ -179,6 +179,8 @@ public struct QuantizationAwareTraining: Sendable {
     public let student: Model
     public let teacher: Model
     public let parameters: [Parameter]
+    /// Whether activation step sizes are among the parameters, so the tape must form their gradients.
+    var trainsActivationRanges: Bool { parameters.contains { $0.role == .activationStepSize } }
     /// Quantized layers whose master weights start from the teacher's float weights (the rest
     /// start from their quantized values, when the teacher's weights do not round to them).
     public let layersFromTeacher: Int
@@ -468,7 +470,8 @@ public struct QuantizationAwareTraining: Sendable {
                     throw FinetuneError(problem: "the loss became \(loss) at epoch \(epoch + 1), step \(stepIndex + 1)",
                                         remedy: "lower lr (or rho with inundation)")
                 }
-                let gradients = try tape.backward(seeds: [lastNode: seed], input: false, parameters: true)
+                let gradients = try tape.backward(seeds: [lastNode: seed], input: false, parameters: true,
+                                                  stepSizes: trainsActivationRanges)
                 var layerSlot = 0
                 for (index, parameter) in parameters.enumerated() {
                     guard let gradient = gradients.parameters[parameter.node] else { continue }
