@@ -90,7 +90,7 @@ public struct GradientTape: Sendable {
                 let (scale, shift) = norm.scaleAndShift()
                 // A clamp that is the batch norm's only reader is computed in the same pass.
                 if readers[index].count == 1, let reader = readers[index].first, model.nodes[reader].inputs == [index],
-                   let upper = Self.clampUpperBound(model.nodes[reader].operation) {
+                   let upper = model.nodes[reader].operation.clampUpperBound {
                     let (normalized, clamped) = TapeKernels.affine(input, scale: scale, shift: shift, thenClampTo: 0, upper)
                     outputs.append(normalized)
                     pending[reader] = clamped
@@ -98,17 +98,9 @@ public struct GradientTape: Sendable {
                     outputs.append(TapeKernels.affine(input, scale: scale, shift: shift))
                 }
             default:
-                outputs.append(try Self.evaluate(node, inputs: inputs, stream: stream))
+                // Convolutions on oneDNN's training primitives when there is a stream.
+                outputs.append(try ForwardPass.evaluate(node, inputs: inputs, context: KernelContext(node: node.name, stream: stream)))
             }
-        }
-    }
-
-    /// The upper bound of a clamp node (ReLU: infinity, ReLU6: 6); nil for other nodes.
-    static func clampUpperBound(_ operation: QuantOps.Operation) -> Float? {
-        switch operation {
-        case .relu: return .infinity
-        case .relu6: return 6
-        default: return nil
         }
     }
 
@@ -118,32 +110,6 @@ public struct GradientTape: Sendable {
         guard ConvolutionBackend.current == .oneDNN else { return nil }
         DNNLEngine.applyThreadCount(EngineSettings.threads)
         return try DNNLStream()
-    }
-
-    /// One node: convolutions on oneDNN's training primitives when `stream` is given and the
-    /// geometry is supported, batch norm, clamps and sums in one parallel pass each, the rest as
-    /// `ForwardPass.evaluate` computes it.
-    static func evaluate(_ node: Node, inputs: [Tensor], stream: DNNLStream?) throws -> Tensor {
-        do {
-            switch node.operation {
-            case .conv(let conv) where inputs.count == 1:
-                let input = inputs[0]
-                guard let stream, input.rank == 4,
-                      let convolution = TrainingConvolutions.convolution(inputDims: input.shape, conv: conv) else { break }
-                return try convolution.forward(input, weight: conv.weight, bias: conv.bias, stream: stream)
-            case .relu where inputs.count == 1:
-                return TapeKernels.clamp(inputs[0], lower: 0, upper: .infinity)
-            case .relu6 where inputs.count == 1:
-                return TapeKernels.clamp(inputs[0], lower: 0, upper: 6)
-            case .add where inputs.count == 2:
-                return try TapeKernels.add(inputs[0], inputs[1])
-            default:
-                break
-            }
-        } catch let problem as ShapeProblem {
-            throw EngineError(node: node.name, problem: problem.problem)
-        }
-        return try ForwardPass.evaluate(node, inputs: inputs)
     }
 
     /// The output of the last node on the tape.
@@ -251,11 +217,10 @@ public struct GradientTape: Sendable {
                     }
                     continue
                 }
-                let inputs = node.inputs.map { outputs[$0] }
-                let wantsInputGradient = node.inputs.contains { needed[$0] }
-                let step = try backwardStep(index: index, node: node, inputs: inputs, outputGradient: outputGradient,
-                                            wantInput: wantsInputGradient, wantParameters: wantParameters,
-                                            wantStepSize: wantStepSizes, stream: stream)
+                let step = try node.operation.rule.adjoint(AdjointRequest(
+                    inputs: node.inputs.map { outputs[$0] }, outputGradient: outputGradient,
+                    wantInput: node.inputs.contains { needed[$0] }, wantParameters: wantParameters, wantStepSize: wantStepSizes,
+                    stream: stream, batchStatistics: batchStatistics[index], node: node.name))
                 if let parameters = step.parameters { result.parameters[index] = parameters }
                 for (source, gradient) in zip(node.inputs, step.inputs) where needed[source] {
                     guard var gradient else { continue }
@@ -272,7 +237,7 @@ public struct GradientTape: Sendable {
                         try TapeKernels.accumulate(&gradient, existing)
                         gradients[source] = gradient
                     } else {
-                        gradients[source] = try TapeKernels.add(existing, gradient)
+                        gradients[source] = try Kernels.add(existing, gradient)
                     }
                     owned[source] = true
                 }
@@ -301,10 +266,10 @@ public struct GradientTape: Sendable {
         var adjoint = ElementwiseBackward()
         var normNode: Int? = nil
         var target = source
-        switch node.operation {
-        case .relu, .relu6:
+        switch node.operation.rule.fusion {
+        case .clamp(let upper):
             adjoint.clampInput = outputs[source]
-            adjoint.upper = node.operation == .relu6 ? 6 : .infinity
+            adjoint.upper = upper
             if let norm = norm(source), readers[source] == 1, gradients[source] == nil,
                let normInput = model.nodes[source].inputs.first, needed[normInput] {
                 adjoint.scale = norm.scaleAndShift().scale
@@ -341,64 +306,5 @@ public struct GradientTape: Sendable {
             }
         }
         return needed
-    }
-
-    /// The gradients of one node's inputs and parameters; `fresh` when the input gradients are
-    /// new storage that nothing else references.
-    private func backwardStep(index: Int, node: Node, inputs: [Tensor], outputGradient: Tensor,
-                              wantInput: Bool, wantParameters: Bool, wantStepSize: Bool,
-                              stream: DNNLStream?) throws -> (inputs: [Tensor?], parameters: ParameterGradient?, fresh: Bool) {
-        switch node.operation {
-        case .input:
-            return ([], nil, true)
-        case .conv(let conv):
-            let step = try BackwardKernels.conv2d(input: inputs[0], conv, outputGradient: outputGradient,
-                                                  wantInput: wantInput, wantParameters: wantParameters, stream: stream)
-            return ([step.input], step.parameters, true)
-        case .linear(let layer):
-            let step = BackwardKernels.linear(input: inputs[0], layer, outputGradient: outputGradient,
-                                              wantInput: wantInput, wantParameters: wantParameters)
-            return ([step.input], step.parameters, true)
-        case .batchNorm(let norm):
-            if let statistics = batchStatistics[index] {
-                let step = BackwardKernels.batchNormTraining(input: inputs[0], norm, statistics: statistics,
-                                                             outputGradient: outputGradient)
-                return ([step.input], wantParameters ? step.parameters : nil, true)
-            }
-            var gradient = outputGradient
-            let parameters = BackwardKernels.batchNormInference(input: inputs[0], norm, outputGradient: &gradient,
-                                                                wantParameters: wantParameters)
-            return ([gradient], parameters, false)
-        case .relu, .relu6:
-            var gradient = outputGradient
-            BackwardKernels.clamp(input: inputs[0], outputGradient: &gradient, lower: 0,
-                                  upper: node.operation == .relu6 ? 6 : .infinity)
-            return ([gradient], nil, false)
-        case .add:
-            return ([outputGradient, outputGradient], nil, false)
-        case .shortcutA(let stride, let padChannels):
-            return ([BackwardKernels.shortcutA(input: inputs[0], stride: stride, padChannels: padChannels,
-                                               outputGradient: outputGradient)], nil, true)
-        case .averagePool(let pooling):
-            return ([BackwardKernels.averagePool(input: inputs[0], pooling, outputGradient: outputGradient)], nil, true)
-        case .maxPool(let pooling):
-            return ([BackwardKernels.maxPool(input: inputs[0], pooling, outputGradient: outputGradient)], nil, true)
-        case .globalAveragePool:
-            return ([BackwardKernels.globalAveragePool(input: inputs[0], outputGradient: outputGradient)], nil, true)
-        case .flatten:
-            return ([outputGradient.reshaped(inputs[0].shape)], nil, false)
-        case .concat:
-            return (try BackwardKernels.concat(inputs: inputs, outputGradient: outputGradient), nil, true)
-        case .multiply:
-            let step = try BackwardKernels.multiply(inputs[0], inputs[1], outputGradient: outputGradient)
-            return ([step.0, step.1], nil, true)
-        case .pointwise(let function):
-            return ([BackwardKernels.pointwise(input: inputs[0], function, outputGradient: outputGradient)], nil, true)
-        case .fakeQuantize(let quantizer):
-            // The parameter gradient is that of the quantizer's step size, for training its range.
-            let step = try BackwardKernels.straightThrough(input: inputs[0], quantizer, outputGradient: outputGradient,
-                                                           stepSize: wantStepSize, node: node.name)
-            return ([step.input], step.stepSize.map { ParameterGradient(weight: Tensor(shape: [1], data: [$0]), bias: nil) }, true)
-        }
     }
 }

@@ -67,33 +67,6 @@ enum TapeKernels {
         return (normalized, Tensor(shape: input.shape, data: clamped))
     }
 
-    static func clamp(_ input: Tensor, lower: Float, upper: Float) -> Tensor {
-        input.data.withUnsafeBufferPointer { xBuffer in
-            let x = xBuffer.baseAddress!
-            return fresh(input.shape) { target in
-                chunks(input.count) { range in
-                    for i in range { target[i] = min(max(x[i], lower), upper) }
-                }
-            }
-        }
-    }
-
-    static func add(_ a: Tensor, _ b: Tensor) throws -> Tensor {
-        guard a.shape == b.shape else {
-            throw ShapeProblem(problem: "cannot add \(describeShape(a.shape)) and \(describeShape(b.shape))")
-        }
-        return a.data.withUnsafeBufferPointer { aBuffer in
-            b.data.withUnsafeBufferPointer { bBuffer in
-                let x = aBuffer.baseAddress!, y = bBuffer.baseAddress!
-                return fresh(a.shape) { target in
-                    chunks(a.count) { range in
-                        for i in range { target[i] = x[i] + y[i] }
-                    }
-                }
-            }
-        }
-    }
-
     /// `target += other`, in place (a copy first only if `target` shares its storage).
     static func accumulate(_ target: inout Tensor, _ other: Tensor) throws {
         guard target.shape == other.shape else {

@@ -85,36 +85,17 @@ public enum ForwardPass {
 
     /// One node on the given input tensors, so that other code can walk the graph itself.
     public static func evaluate(_ node: Node, inputs: [Tensor]) throws -> Tensor {
-        let expected: Int
-        switch node.operation {
-        case .input: expected = 1
-        case .add, .multiply: expected = 2
-        case .concat: expected = max(1, inputs.count)
-        default: expected = 1
-        }
-        guard inputs.count == expected else {
-            throw EngineError(node: node.name, problem: "takes \(expected) input(s), was given \(inputs.count)")
+        try evaluate(node, inputs: inputs, context: KernelContext(node: node.name))
+    }
+
+    /// One node by its entry in the operation table; the context says where convolutions run.
+    static func evaluate(_ node: Node, inputs: [Tensor], context: KernelContext) throws -> Tensor {
+        let rule = node.operation.rule
+        guard rule.arity.accepts(inputs.count) else {
+            throw EngineError(node: node.name, problem: "takes \(rule.arity.description) input(s), was given \(inputs.count)")
         }
         do {
-            switch node.operation {
-            case .input: return inputs[0]
-            case .conv(let conv): return try Kernels.conv2d(inputs[0], conv)
-            case .linear(let linear): return try Kernels.linear(inputs[0], linear)
-            case .batchNorm(let norm): return try Kernels.batchNorm(inputs[0], norm)
-            case .relu: return Kernels.relu(inputs[0])
-            case .relu6: return Kernels.relu6(inputs[0])
-            case .add: return try Kernels.add(inputs[0], inputs[1])
-            case .shortcutA(let stride, let padChannels):
-                return try Kernels.shortcutA(inputs[0], stride: stride, padChannels: padChannels)
-            case .averagePool(let pooling): return try Kernels.averagePool(inputs[0], pooling)
-            case .maxPool(let pooling): return try Kernels.maxPool(inputs[0], pooling)
-            case .globalAveragePool: return try Kernels.globalAveragePool(inputs[0])
-            case .flatten: return try Kernels.flatten(inputs[0])
-            case .concat: return try Kernels.concat(inputs)
-            case .multiply: return try Kernels.multiply(inputs[0], inputs[1])
-            case .pointwise(let function): return Kernels.pointwise(inputs[0], function)
-            case .fakeQuantize(let quantizer): return try quantizer.apply(inputs[0], at: node.name)
-            }
+            return try rule.forward(inputs, context)
         } catch let problem as ShapeProblem {
             throw EngineError(node: node.name, problem: problem.problem)
         }
@@ -216,25 +197,25 @@ struct ExecutionPlan {
         for index in 0..<count where !absorbed.contains(index) {
             var fusion = Fusion(head: index)
             var tail = index
-            switch model.nodes[index].operation {
-            case .conv:
-                if let norm = sole(tail, { isBatchNorm($0) && $0.inputs.count == 1 }) {
+            switch model.nodes[index].operation.rule.fusion {
+            case .convolution:
+                if let norm = sole(tail, { $0.operation.rule.fusion == .batchNorm && $0.inputs.count == 1 }) {
                     fusion.batchNorm = norm
                     tail = norm
                 }
-                if let add = sole(tail, { $0.operation == .add && $0.inputs.count == 2 && Set($0.inputs).count == 2 }) {
+                if let add = sole(tail, { $0.operation.rule.fusion == .sum && $0.inputs.count == 2 && Set($0.inputs).count == 2 }) {
                     fusion.add = add
                     fusion.residual = model.nodes[add].inputs.first { $0 != tail }
                     tail = add
                 }
-            case .add:
+            case .sum:
                 break
             default:
                 continue
             }
-            if let relu = sole(tail, { ($0.operation == .relu || $0.operation == .relu6) && $0.inputs.count == 1 }) {
+            if let relu = sole(tail, { $0.operation.clampUpperBound != nil && $0.inputs.count == 1 }) {
                 fusion.relu = relu
-                fusion.clampUpper = model.nodes[relu].operation == .relu6 ? 6 : .infinity
+                fusion.clampUpper = model.nodes[relu].operation.clampUpperBound
             }
             guard fusion.members.count > 1 else { continue }
             for member in fusion.members {

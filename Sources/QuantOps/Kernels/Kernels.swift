@@ -35,12 +35,18 @@ public enum Kernels {
         clamp(input, lower: 0, upper: 6)
     }
 
+    /// Elementwise, into fresh storage, over the workers for large tensors (the gradient tape
+    /// keeps every output, so writing in place would copy first anyway).
     static func clamp(_ input: Tensor, lower: Float, upper: Float) -> Tensor {
-        var result = input
-        result.data.withUnsafeMutableBufferPointer { buffer in
-            for i in buffer.indices { buffer[i] = min(max(buffer[i], lower), upper) }
+        guard input.count > 0 else { return input }
+        return input.data.withUnsafeBufferPointer { xBuffer in
+            let x = xBuffer.baseAddress!
+            return TapeKernels.fresh(input.shape) { target in
+                TapeKernels.chunks(input.count) { range in
+                    for i in range { target[i] = min(max(x[i], lower), upper) }
+                }
+            }
         }
-        return result
     }
 
     /// `a + b`, clamped to [0, clampTo] when a ReLU (infinity) or ReLU6 (6) follows.
@@ -48,15 +54,19 @@ public enum Kernels {
         guard a.shape == b.shape else {
             throw ShapeProblem(problem: "cannot add \(describeShape(a.shape)) and \(describeShape(b.shape))")
         }
-        var result = a
+        guard a.count > 0 else { return a }
         let lower: Float = upper == nil ? -.infinity : 0
         let ceiling = upper ?? .infinity
-        result.data.withUnsafeMutableBufferPointer { target in
-            b.data.withUnsafeBufferPointer { other in
-                for i in target.indices { target[i] = min(max(target[i] + other[i], lower), ceiling) }
+        return a.data.withUnsafeBufferPointer { aBuffer in
+            b.data.withUnsafeBufferPointer { bBuffer in
+                let x = aBuffer.baseAddress!, y = bBuffer.baseAddress!
+                return TapeKernels.fresh(a.shape) { target in
+                    TapeKernels.chunks(a.count) { range in
+                        for i in range { target[i] = min(max(x[i] + y[i], lower), ceiling) }
+                    }
+                }
             }
         }
-        return result
     }
 
     /// ResNet option-A shortcut: `x[:, :, ::stride, ::stride]` with `padChannels` zero channels
