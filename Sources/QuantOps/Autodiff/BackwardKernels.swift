@@ -54,7 +54,7 @@ enum BackwardKernels {
                     plain.withUnsafeMutableBufferPointer { plainBuffer in
                         let dy = dyBuffer.baseAddress!, x = xBuffer.baseAddress!
                         let weightedBase = weightedBuffer.baseAddress!, plainBase = plainBuffer.baseAddress!
-                        OpenMPTeam.parallelFor(channels) { _, c in
+                        parallelFor(channels) { _, c in
                             let m = Float(mean[c])
                             var total = 0.0, totalWeighted = 0.0
                             for n in 0 ..< batch {
@@ -99,7 +99,7 @@ enum BackwardKernels {
             input.data.withUnsafeBufferPointer { xBuffer in
                 outputGradient.data.withUnsafeBufferPointer { dyBuffer in
                     let x = xBuffer.baseAddress!, dy = dyBuffer.baseAddress!, target = buffer.baseAddress!
-                    OpenMPTeam.parallelFor(batch * channels) { _, task in
+                    parallelFor(batch * channels) { _, task in
                         let channel = task % channels
                         let (p, q, r, m) = (a[channel], b[channel], c[channel], statistics.mean[channel])
                         for i in task * plane ..< (task + 1) * plane { target[i] = p * dy[i] + q * (x[i] - m) + r }
@@ -164,7 +164,7 @@ enum BackwardKernels {
                             partials[part] = sum
                         }
                         if count >= TapeKernels.parallelThreshold {
-                            OpenMPTeam.parallelFor(blocks) { _, part in work(part) }
+                            parallelFor(blocks) { _, part in work(part) }
                         } else {
                             for part in 0 ..< blocks { work(part) }
                         }

@@ -121,7 +121,7 @@ extension BackwardKernels {
                     sumBase[c] = Float(total)
                 }
                 if tensor.count >= TapeKernels.parallelThreshold {
-                    OpenMPTeam.parallelFor(channels, body)
+                    parallelFor(channels, body)
                 } else {
                     for c in 0 ..< channels { body(0, c) }
                 }

@@ -138,7 +138,7 @@ public struct GradientTape: Sendable {
             mean.withUnsafeMutableBufferPointer { meanBuffer in
                 variance.withUnsafeMutableBufferPointer { varianceBuffer in
                     let x = xBuffer.baseAddress!, meanBase = meanBuffer.baseAddress!, varianceBase = varianceBuffer.baseAddress!
-                    OpenMPTeam.parallelFor(channels) { _, c in
+                    parallelFor(channels) { _, c in
                         var sum = 0.0
                         for n in 0 ..< batch {
                             let base = (n * channels + c) * plane

@@ -12,7 +12,7 @@ enum TapeKernels {
         let workers = count >= parallelThreshold ? workerCount(for: count) : 1
         guard workers > 1 else { return body(0 ..< count) }
         let size = (count + workers - 1) / workers
-        OpenMPTeam.parallelFor(workers) { _, worker in body(worker * size ..< min(count, (worker + 1) * size)) }
+        parallelFor(workers) { _, worker in body(worker * size ..< min(count, (worker + 1) * size)) }
     }
 
     /// Calls `body(plane, channel)` for every (image, channel) plane of an NCHW tensor.
@@ -100,7 +100,7 @@ enum TapeKernels {
         let count = shape.reduce(1, *)
         let size = count / max(batch * channels, 1)
         if count >= parallelThreshold {
-            OpenMPTeam.parallelFor(batch * channels) { _, task in body(task * size ..< (task + 1) * size, task % channels) }
+            parallelFor(batch * channels) { _, task in body(task * size ..< (task + 1) * size, task % channels) }
         } else {
             for task in 0 ..< batch * channels { body(task * size ..< (task + 1) * size, task % channels) }
         }

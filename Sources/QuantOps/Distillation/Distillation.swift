@@ -307,7 +307,7 @@ public enum Distillation {
             input.data.withUnsafeBufferPointer { x in
                 gradient.withUnsafeMutableBufferPointer { g in
                     let xBase = x.baseAddress!, gBase = g.baseAddress!
-                    OpenMPTeam.parallelFor(batch * channels) { _, task in
+                    parallelFor(batch * channels) { _, task in
                         let c = task % channels
                         let a = meanCoefficient[c], b = spreadCoefficient[c], m = means[c]
                         let base = task * plane

@@ -47,28 +47,5 @@ final class LockedValue<Value: Sendable>: @unchecked Sendable {
     }
 }
 
-/// Runs `body(worker, index)` for each index in `0..<count` on at most `EngineSettings.threads`
-/// workers. Worker `w` takes indices `w, w + workers, ...`, so per-worker scratch space can be
-/// allocated once per call rather than once per index.
-func parallelFor(_ count: Int, _ body: (_ worker: Int, _ index: Int) -> Void) {
-    let workers = min(EngineSettings.threads, count)
-    if workers <= 1 {
-        for index in 0..<count { body(0, index) }
-        return
-    }
-    // Workers write disjoint parts of their output buffers, which the compiler cannot see.
-    withoutActuallyEscaping(body) { body in
-        let shared = UncheckedSendable(body)
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            for index in stride(from: worker, to: count, by: workers) { shared.value(worker, index) }
-        }
-    }
-}
-
-private struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
-
 /// The number of workers `parallelFor(count, ...)` uses.
 func workerCount(for count: Int) -> Int { max(1, min(EngineSettings.threads, count)) }

@@ -1,5 +1,13 @@
 import Foundation
 
+/// The one parallel loop of the engine: `body(worker, index)` for each index in `0..<count` on at
+/// most `EngineSettings.threads` workers. Worker `w` takes indices `w, w + workers, ...`, so
+/// per-worker scratch space can be allocated once per call rather than once per index. It runs on
+/// the OpenMP team that oneDNN runs on (`OpenMPTeam`).
+func parallelFor(_ count: Int, _ body: (_ worker: Int, _ index: Int) -> Void) {
+    OpenMPTeam.parallelFor(count, body)
+}
+
 /// Parallel loops on the OpenMP thread team that oneDNN runs on.
 ///
 /// After each oneDNN call its OpenMP workers keep spinning for a while, waiting for the next
@@ -7,7 +15,7 @@ import Foundation
 /// with the spinning workers for the cores; work handed to the same team starts at once on
 /// them. Code that alternates between oneDNN primitives and its own loops (the gradient tape)
 /// therefore runs its loops here. The entry points are looked up at run time, as the OpenMP
-/// runtime comes in with libdnnl; without them the loops fall back to `parallelFor`.
+/// runtime comes in with libdnnl; without them the loops run on Dispatch.
 enum OpenMPTeam {
     private typealias Region = @convention(c) (UnsafeMutableRawPointer?) -> Void
     private typealias Parallel = @convention(c) (Region, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void
@@ -37,7 +45,7 @@ enum OpenMPTeam {
             if workers <= 1 {
                 for index in 0 ..< count { body(0, index) }
             } else {
-                QuantOps.parallelFor(count, body)
+                onDispatch(count, workers: workers, body)
             }
             return
         }
@@ -53,4 +61,20 @@ enum OpenMPTeam {
             }
         }
     }
+
+    /// The same contract on Dispatch's threads, for a process without the OpenMP runtime.
+    private static func onDispatch(_ count: Int, workers: Int, _ body: (_ worker: Int, _ index: Int) -> Void) {
+        // Workers write disjoint parts of their output buffers, which the compiler cannot see.
+        withoutActuallyEscaping(body) { body in
+            let shared = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                for index in stride(from: worker, to: count, by: workers) { shared.value(worker, index) }
+            }
+        }
+    }
+}
+
+private struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

@@ -209,6 +209,8 @@ public struct ImageFolder: LabeledImages {
         let preprocessing = options.preprocessing
         data.withUnsafeMutableBufferPointer { buffer in
             nonisolated(unsafe) let target = buffer
+            // Decoding is prefetched while the engine runs the batch before on its OpenMP team,
+            // so it takes Dispatch's threads rather than the engine's `parallelFor`.
             DispatchQueue.concurrentPerform(iterations: indices.count) { position in
                 let path = self.path(of: indices[position])
                 let key = CropCache.key(path, preprocessing)
