@@ -48,6 +48,29 @@ final class FinetuneCommandTests: XCTestCase {
         XCTAssertTrue(svg.contains("Integer weights changed per step") && svg.contains("epoch 3"), svg)
     }
 
+    /// `samples=` draws its images with the run's seed: the KL at the start, over the drawn
+    /// images and before any step, is the same for the same seed and differs for another, so a
+    /// resumed round with a new seed trains on new images.
+    func testSamplesAreDrawnWithTheRunsSeed() throws {
+        let harness = try harness()
+        XCTAssertEqual(harness.run(Self.quantizedW4A4 + """
+
+            snapshot w4a4
+            finetune ait data=distilled samples=4 epochs=1 batch=4 seed=1 inundation=false
+            restore w4a4
+            finetune ait data=distilled samples=4 epochs=1 batch=4 seed=2 inundation=false
+            restore w4a4
+            finetune ait data=distilled samples=4 epochs=1 batch=4 seed=1 inundation=false
+            """), .success, harness.errors.text)
+        let startingKL = harness.output.text.split(separator: "\n").filter { $0.hasPrefix("finetuned ") }.map { line -> String in
+            let afterKL = line.components(separatedBy: ": KL ").last ?? ""
+            return afterKL.components(separatedBy: " ->").first ?? ""
+        }
+        XCTAssertEqual(startingKL.count, 3, harness.output.text)
+        XCTAssertEqual(startingKL[0], startingKL[2], "the same seed draws the same images")
+        XCTAssertNotEqual(startingKL[0], startingKL[1], "another seed draws other images")
+    }
+
     func testLossAndInundationOptionsAndErrors() throws {
         let harness = try harness()
         XCTAssertEqual(harness.run(Self.quantizedW4A4 + "\nfinetune ait epochs=1 batch=16 loss=kl+ce inundation=false"),

@@ -48,13 +48,13 @@ enum FinetuneCommands {
             """,
         options: [
             OptionParameter("data", .text, default: .word(DistillCommands.distilledName), help: "training images (synthetic, e.g. from 'distill')"),
-            OptionParameter("samples", .integer(1...10_000_000), help: "train on this many images of the data, drawn by the seeded shuffle (default: all)"),
+            OptionParameter("samples", .integer(1...10_000_000), help: "train on this many images of the data, drawn by a shuffle seeded with seed= (default: all)"),
             OptionParameter("epochs", .integer(0...1_000_000), default: .integer(1), help: "passes over the data"),
             OptionParameter("lr", .number(0...10), default: .number(1e-4), help: "learning rate"),
             OptionParameter("momentum", .number(0...0.999), default: .number(0.9), help: "Nesterov momentum"),
             OptionParameter("weight_decay", .number(0...1), default: .number(0), help: "L2 penalty on the master weights"),
             OptionParameter("batch", .integer(1...100_000), default: .integer(64), help: "images per step"),
-            OptionParameter("seed", .integer(0...Int.max), default: .integer(0), help: "seed of the batch order"),
+            OptionParameter("seed", .integer(0...Int.max), default: .integer(0), help: "seed of the batch order and of the samples= draw"),
             OptionParameter("loss", .choice(FinetuneLoss.self), default: .choice(FinetuneLoss.kl), help: "kl (AIT), kl+ce: KL + cross-entropy on the data's labels, or gdfq: (1 - delta) CE + delta KL"),
             OptionParameter("delta", .number(0...1), default: .number(0.5), help: "with loss=gdfq: the weight of KL"),
             OptionParameter("jitter", .integer(0...64), default: .integer(0), help: "augment each batch: shift every image by up to this many pixels (vacated pixels zero); the teacher sees the same views"),
@@ -113,7 +113,8 @@ enum FinetuneCommands {
             guard samples <= data.count else {
                 throw CommandError("samples=\(samples) but '\(dataName)' has \(data.count) images", hint: "use samples=\(data.count) or fewer")
             }
-            data = SampledImages(data, indices: try data.sampleIndices(samples))
+            // Drawn with the run's seed, so that rounds resumed with new seeds see new images.
+            data = SampledImages(data, indices: try data.sampleIndices(samples, seed: options.seed))
         }
         let validationName = invocation.optionalString("validate")
         let validationData = try validationName.map { try session.dataset(named: $0) }
