@@ -44,3 +44,12 @@ engine_binary() {
 # Wall seconds and peak resident MiB from a `/usr/bin/time -v` report.
 wall() { awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$1"; }
 peak() { awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"; }
+
+# The CPU's vector extensions, and the caps on them that both sides honour: ONEDNN_MAX_CPU_ISA
+# (qsh's oneDNN and PyTorch's) and ATEN_CPU_CAPABILITY (PyTorch's own kernels). With
+# ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 an AVX-512 machine runs as an AVX2 one would.
+isa_line() {
+    local isa
+    isa="$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -x -E 'avx2|avx512f|avx512_vnni|avx_vnni|amx_int8' | tr '\n' ' ')"
+    echo "# ISA flags: ${isa:-none of avx2/avx512f/avx512_vnni/avx_vnni/amx_int8}; ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-unset}; ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-unset}"
+}

@@ -42,6 +42,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads=$threads, OMP_WAIT_POLICY=$OMP_WAIT_POLICY, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+isa_line
 echo "# $model: distill samples=$samples steps=$steps batch=$batch lr=0.2"
 
 /usr/bin/time -v "$qsh" run --models "$models" --data "$data" --threads "$threads" \

@@ -58,6 +58,7 @@ recipe() {
 }
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads=$threads, OMP_WAIT_POLICY=$OMP_WAIT_POLICY, load average $(load)"
+isa_line
 echo "# $model W4A4: $images Gaussian images, batch $batch, $epochs epochs (the first a warm-up), lr 1e-4, Nesterov momentum 0.9"
 
 # The three runs go back to back so that they share the machine's load.
