@@ -284,7 +284,11 @@ struct ONNXGraphImporter {
                 return
             }
             if allConstant, ONNXFolding.operators.contains(node.opType) {
-                try define(node, .constant(try ONNXFolding.evaluate(node, constants, attributes: attributes, opset: opset)))
+                let value = try ONNXFolding.evaluate(node, constants, attributes: attributes, opset: opset)
+                // Folding costs as many steps as it writes elements; a chain of large folded
+                // tensors counts against the same limit as the network's arithmetic.
+                try addFoldingWork(elements: value.count, node)
+                try define(node, .constant(value))
                 folded += 1
                 return
             }
@@ -379,6 +383,15 @@ struct ONNXGraphImporter {
 
     /// Counts what `operation` costs per image, so that a file cannot make the check run (and
     /// every evaluation) compute without bound through small tensors and large kernels.
+    private mutating func addFoldingWork(elements: Int, _ onnx: Onnx_NodeProto) throws {
+        let (total, overflow) = work.addingReportingOverflow(elements)
+        guard !overflow, total <= options.workLimit else {
+            throw ONNXFolding.Problem("\(onnx.opType) takes the import past \(options.workLimit) steps of constant folding and arithmetic",
+                                      remedy: "fold the graph's constants before exporting it, or import a smaller model")
+        }
+        work = total
+    }
+
     private mutating func addWork(of operation: QuantOps.Operation, outputElements: Int, _ onnx: Onnx_NodeProto) throws {
         let perOutput: Int
         switch operation {
